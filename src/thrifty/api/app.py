@@ -1,0 +1,77 @@
+"""The gateway's ASGI application: a fixed route table, no framework on the hot path."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from thrifty import jsonutil
+from thrifty.api.asgi import Receive, Scope, Send, header_map, send_response
+from thrifty.api.chat import handle_chat, new_request_id
+from thrifty.api.surfaces import ANTHROPIC, OPENAI, Surface
+from thrifty.core.gateway import Gateway
+from thrifty.errors import GatewayError, NotFound
+
+log = logging.getLogger("thrifty.api")
+
+
+class GatewayApp:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._chat: dict[tuple[str, str], Surface] = {
+            ("POST", "/v1/chat/completions"): OPENAI,
+            ("POST", "/chat/completions"): OPENAI,
+            ("POST", "/v1/messages"): ANTHROPIC,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        headers = header_map(scope)
+        surface = self._chat.get((method, path))
+        if surface is not None:
+            await handle_chat(self.gateway, surface, scope, receive, send, headers)
+        elif path == "/health":
+            await send_response(send, 200, b'{"status":"ok"}')
+        elif method == "GET" and path in ("/v1/models", "/models"):
+            await self._models(send, headers)
+        else:
+            surface = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
+            err = NotFound(f"no route for {method} {path}")
+            await send_response(send, 404, surface.error_body(err, new_request_id()))
+
+    async def _models(self, send: Send, headers: dict[str, str]) -> None:
+        try:
+            self.gateway.tenant_for(OPENAI.api_key(headers))
+        except GatewayError as err:
+            await send_response(send, err.status, OPENAI.error_body(err, ""))
+            return
+        created = int(time.time())
+        data: list[dict[str, Any]] = [
+            {"id": name, "object": "model", "created": created, "owned_by": f"thrifty:{route.provider.name}"}
+            for name, route in sorted(self.gateway.routes.items())
+        ]
+        await send_response(send, 200, jsonutil.dumps({"object": "list", "data": data}))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.start()
+                except Exception as exc:  # report start-up failures through the protocol
+                    log.exception("gateway start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gateway.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,110 @@
+"""`thrifty demo`: emulator + gateway on loopback, a mixed workload, and where the money went."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run a local demo: emulator, gateway and a mixed workload",
+                       description="Start the provider emulator and the gateway on loopback with "
+                                   "embedded defaults (SQLite ledger), drive a small mixed workload "
+                                   "through the real openai SDK, and print cost by feature and model.")
+    p.add_argument("--calls", type=int, default=60, help="number of calls in the workload (default 60)")
+    p.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
+    p.add_argument("--latency-scale", type=float, default=0.05,
+                   help="scale of the emulator's model latencies (1 = realistic; default 0.05)")
+    p.add_argument("--workdir", help="where the ledger and logs go (default: a new temporary folder)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from thrifty.cli import localstack, processes, workload
+    from thrifty.ledger import SQLiteLedger
+    from thrifty.pricing import PriceBook
+
+    if args.calls < 1:
+        print("thrifty demo: --calls must be at least 1", file=sys.stderr)
+        return 2
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="thrifty-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    ledger_path = work / "ledger.db"
+    say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+
+    say(f"thrifty demo: work folder {work}")
+    with processes.start_emulator(latency_scale=args.latency_scale, log_path=str(work / "emulator.log")) as emu:
+        config_path = localstack.write_config(
+            str(work / "thrifty.yaml"), localstack.local_config(emu.url, f"sqlite:///{ledger_path}"))
+        say(f"  emulator (upstream)  {emu.url}")
+        gw = processes.start_gateway(config_path, log_path=str(work / "gateway.log"))
+        say(f"  gateway              {gw.url}")
+        calls = workload.build_workload(args.calls)
+        done = [0]
+
+        def progress() -> None:
+            done[0] += 1
+            if not args.json:
+                print(f"\r  workload: {done[0]}/{len(calls)} calls", end="", flush=True, file=sys.stderr)
+
+        try:
+            errors = asyncio.run(workload.run_workload(gw.url, localstack.DEMO_KEY, calls,
+                                                       concurrency=args.concurrency, on_done=progress))
+        finally:
+            gw.stop()  # a graceful stop flushes the ledger
+        if not args.json:
+            print(file=sys.stderr)
+        with urllib.request.urlopen(f"{emu.url}/_emulator/billing") as r:
+            billing = json.load(r)
+
+    ledger = SQLiteLedger(str(ledger_path))
+    invoice = localstack.invoice_from_billing(billing, PriceBook())
+    report = {
+        "calls": len(calls),
+        "failed": sum(e is not None for e in errors),
+        "by_feature": ledger.totals("feature"),
+        "by_model": ledger.totals("served_model"),
+        "ledger_total_usd": sum((r["cost_usd"] for r in ledger.totals("tenant")), Decimal(0)),
+        "emulator_invoice_usd": sum((v for v in invoice.values() if v is not None), Decimal(0)),
+        "ledger_rows": ledger.count(),
+        "emulator_requests": sum(m["requests"] for m in billing.get("models", {}).values()),
+        "workdir": str(work),
+    }
+    if args.json:
+        from thrifty import jsonutil
+
+        print(jsonutil.dumps(report).decode())
+    else:
+        _print_report(report, gw.url)
+    return 0 if report["failed"] == 0 else 1
+
+
+def _print_report(report: dict, gateway_url: str) -> None:
+    def table(title: str, rows: list[dict]) -> None:
+        print(f"\n{title:<24}{'calls':>7}{'input':>10}{'cached':>9}{'output':>9}{'cost USD':>13}")
+        for r in sorted(rows, key=lambda r: r["cost_usd"] or 0, reverse=True):
+            print(f"{str(r['key']):<24}{r['calls']:>7}{r['prompt_tokens']:>10}{r['cached_tokens']:>9}"
+                  f"{r['completion_tokens']:>9}{r['cost_usd']:>13.6f}")
+
+    table("feature", report["by_feature"])
+    table("model", report["by_model"])
+    print(f"\nledger total      ${report['ledger_total_usd']:.6f} over {report['ledger_rows']} rows")
+    print(f"emulator invoice  ${report['emulator_invoice_usd']:.6f} over {report['emulator_requests']} "
+          f"requests (the provider's own count, priced from the catalog)")
+    if report["failed"]:
+        print(f"{report['failed']} calls failed; see {report['workdir']}/gateway.log")
+    print(f"""
+Point your own client at a gateway the same way (after `thrifty serve --config thrifty.yaml`):
+  from openai import OpenAI
+  client = OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="<your Thrifty virtual key>")
+  client.chat.completions.create(model="gpt-4o-mini", messages=[...],
+                                 extra_headers={{"x-thrifty-feature": "support-chat"}})
+  # Anthropic SDK: Anthropic(base_url="http://127.0.0.1:8080", api_key="<virtual key>")
+The demo's config and ledger are in {report['workdir']} (this run's gateway was {gateway_url}).""")

@@ -1,0 +1,46 @@
+"""`thrifty` command line: one sub-command per module in this package."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from thrifty import __version__
+from thrifty.errors import ConfigError, ThriftyError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from thrifty.cli import demo, emulate, prices, serve
+
+    parser = argparse.ArgumentParser(
+        prog="thrifty",
+        description="Thrifty: a cost gateway for LLM applications. Point your OpenAI or Anthropic "
+                    "SDK at it; every call is priced exactly and recorded in a ledger.")
+    parser.add_argument("--version", action="version", version=f"thrifty {__version__}")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="logging level (default: warning)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (serve, emulate, demo, prices):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as exc:
+        print(f"thrifty: config error: {exc}", file=sys.stderr)
+        return 2
+    except ThriftyError as exc:
+        print(f"thrifty: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

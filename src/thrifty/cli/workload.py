@@ -1,0 +1,151 @@
+"""A small, realistic mixed workload driven through the real `openai` SDK.
+
+Prompts come from the public data in THRIFTY_DATA_DIR when it is there (banking support questions,
+HumanEval tasks, MT-Bench questions) and from a few built-in ones otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+SUPPORT_POLICY = (
+    "You are the support assistant of Northwind Bank. Answer in at most three sentences, "
+    "politely, and never ask for full card numbers or passwords. "
+) + " ".join(
+    f"Policy {i}: {topic} requests are handled in the app under Settings > {topic.title()}; "
+    f"escalate to a human agent only if the customer reports fraud or a failed payment above 500 EUR."
+    for i, topic in enumerate(["card", "transfer", "refund", "pin", "limit", "statement", "exchange",
+                               "top-up", "account", "verification", "fee", "cash", "direct debit",
+                               "beneficiary", "dispute", "travel"] * 4)
+)
+
+TRIAGE_SCHEMA = {
+    "type": "object",
+    "properties": {"category": {"type": "string", "enum": ["billing", "bug", "feature", "other"]},
+                   "urgent": {"type": "boolean"}},
+    "required": ["category", "urgent"],
+    "additionalProperties": False,
+}
+
+SEARCH_TOOL = {
+    "type": "function",
+    "function": {"name": "search_docs", "description": "Search internal documentation",
+                 "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
+                                "required": ["query"]}},
+}
+
+_BUILTIN_QUESTIONS = ["How do I locate my card?", "Why was my transfer declined?",
+                      "Can I change my PIN in the app?", "What is the fee for foreign cash withdrawals?",
+                      "My top-up did not arrive, what should I do?", "How do I dispute a payment?"]
+_BUILTIN_CODE = ["def is_palindrome(s: str) -> bool:\n    \"\"\"Return True if s reads the same backwards.\"\"\"\n",
+                 "def fizzbuzz(n: int) -> list[str]:\n    \"\"\"FizzBuzz from 1 to n.\"\"\"\n"]
+_BUILTIN_DOCS = ["Quarterly report: revenue grew 12% while infrastructure cost grew 31%, driven by "
+                 "inference spend on the support assistant and document summaries. " * 20]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("THRIFTY_DATA_DIR", "../shared/data"))
+
+
+def _banking_questions() -> list[str]:
+    path = data_dir() / "prompts/banking77/test.csv"
+    if not path.exists():
+        return _BUILTIN_QUESTIONS
+    with open(path, newline="") as f:
+        return [row["text"] for row in csv.DictReader(f)][:400]
+
+
+def _code_tasks() -> list[str]:
+    path = data_dir() / "prompts/humaneval/HumanEval.jsonl.gz"
+    if not path.exists():
+        return _BUILTIN_CODE
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line)["prompt"] for line in f][:60]
+
+
+def _long_questions() -> list[str]:
+    path = data_dir() / "prompts/mt_bench/question.jsonl"
+    if not path.exists():
+        return _BUILTIN_DOCS
+    with open(path) as f:
+        return [json.loads(line)["turns"][0] for line in f]
+
+
+@dataclass
+class Call:
+    feature: str
+    kwargs: dict[str, Any]
+    stream: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def build_workload(n: int = 60, seed: int = 7) -> list[Call]:
+    """A mixed day in the life of a SaaS product, in miniature."""
+    rng = random.Random(seed)
+    questions, code, long_q = _banking_questions(), _code_tasks(), _long_questions()
+    calls: list[Call] = []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.40:  # FAQ support bot: long stable policy prefix, short questions
+            calls.append(Call("support-chat", {"model": "gpt-4o-mini", "messages": [
+                {"role": "system", "content": SUPPORT_POLICY},
+                {"role": "user", "content": rng.choice(questions)}], "temperature": 0}))
+        elif r < 0.55:  # ticket triage into a JSON schema on a small open model
+            calls.append(Call("ticket-triage", {"model": "llama-3.1-8b-instant", "messages": [
+                {"role": "user", "content": "Classify this ticket: " + rng.choice(questions)}],
+                "response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "triage", "schema": TRIAGE_SCHEMA, "strict": True}}}))
+        elif r < 0.72:  # code assistant, streamed
+            calls.append(Call("code-assist", {"model": "gpt-4o", "messages": [
+                {"role": "user", "content": "Complete this function:\n" + rng.choice(code)}],
+                "max_tokens": 300}, stream=True))
+        elif r < 0.90:  # document summaries on Claude, through the OpenAI SDK
+            calls.append(Call("doc-summary", {"model": "claude-sonnet-4-5", "messages": [
+                {"role": "system", "content": "Summarise for an executive in five bullet points."},
+                {"role": "user", "content": rng.choice(long_q)}], "max_tokens": 400}, stream=rng.random() < 0.5))
+        else:  # an agent step with tools on the heavy tier
+            calls.append(Call("research-agent", {"model": "claude-opus-4-1", "messages": [
+                {"role": "user", "content": "Find our refund policy for disputed card payments."}],
+                "tools": [SEARCH_TOOL], "max_tokens": 500}, headers={"x-thrifty-task": f"task-{i // 3}"}))
+    return calls
+
+
+async def run_workload(base_url: str, api_key: str, calls: list[Call], *, concurrency: int = 8,
+                       on_done: Callable[[], None] | None = None) -> list[str | None]:
+    """Send every call through the gateway; returns each call's error (None when it succeeded)."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=60)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(call: Call) -> str | None:
+        headers = {"x-thrifty-feature": call.feature, **call.headers}
+        async with gate:
+            try:
+                if call.stream:
+                    stream = await client.chat.completions.create(
+                        **call.kwargs, stream=True, stream_options={"include_usage": True},
+                        extra_headers=headers)
+                    async for _ in stream:
+                        pass
+                else:
+                    await client.chat.completions.create(**call.kwargs, extra_headers=headers)
+                return None
+            except openai.APIError as exc:
+                return f"{type(exc).__name__}: {exc}"
+            finally:
+                if on_done:
+                    on_done()
+
+    try:
+        return await asyncio.gather(*(one(c) for c in calls))
+    finally:
+        await client.close()

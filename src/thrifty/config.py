@@ -1,0 +1,155 @@
+"""Configuration: one YAML file validated into typed objects once, at start-up.
+
+`${NAME}` and `${NAME:-default}` in any string value are replaced from the environment, so
+secrets stay out of the file. Every problem is reported as a `ConfigError` naming the file, the
+key (dotted path) and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from thrifty.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Strict):
+    kind: str  # a registered wire format: "openai" or "anthropic"
+    base_url: str
+    api_key: str | None = None
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=512, gt=0)
+    # Request headers copied from the client to this provider (e.g. anthropic-beta).
+    forward_headers: tuple[str, ...] = ("anthropic-version", "anthropic-beta")
+
+
+class DeploymentConfig(_Strict):
+    provider: str
+    model: str  # the model name the provider knows
+    tier: str = "standard"
+    # The genai-prices provider id to price this deployment under (e.g. "groq" for Llama served
+    # by Groq); None lets the catalog match by model name.
+    price_provider: str | None = None
+
+
+class KeyConfig(_Strict):
+    tenant: str
+    name: str | None = None
+
+
+class PriceOverrideConfig(_Strict):
+    """USD per million tokens, for custom and self-hosted models the catalog does not know."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write_5m: float | None = None
+    cache_write_1h: float | None = None
+    reasoning: float | None = None
+    batch_discount: float | None = None
+
+
+class LedgerConfig(_Strict):
+    url: str = "sqlite:///thrifty-ledger.db"
+    store_bodies: bool = False
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+
+class Defaults(_Strict):
+    # max_tokens sent to Anthropic when an OpenAI-surface request gives none (Anthropic requires it).
+    anthropic_max_tokens: int = Field(default=4096, gt=0)
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    providers: dict[str, ProviderConfig]
+    deployments: dict[str, DeploymentConfig]
+    aliases: dict[str, str] = {}
+    keys: dict[str, KeyConfig]
+    prices: dict[str, PriceOverrideConfig] = {}
+    defaults: Defaults = Defaults()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Config":
+        for name, dep in self.deployments.items():
+            if dep.provider not in self.providers:
+                raise ValueError(f"deployments.{name}.provider: unknown provider {dep.provider!r} "
+                                 f"(known: {', '.join(sorted(self.providers)) or 'none'})")
+        for alias, target in self.aliases.items():
+            if target not in self.deployments:
+                raise ValueError(f"aliases.{alias}: unknown deployment {target!r}")
+        if not self.keys:
+            raise ValueError("keys: at least one virtual key is needed")
+        return self
+
+
+def interpolate_env(value: Any, path: str, key: str = "") -> Any:
+    """Replace ${NAME} / ${NAME:-default} in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(path, key, f"environment variable {name} is not set")
+
+    return _ENV_REF.sub(sub, value)
+
+
+def parse_config(data: Any, path: str = "<config>") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", "the top level must be a mapping")
+    data = interpolate_env(data, path)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not key and ": " in msg:
+            key, msg = msg.split(": ", 1)
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(path, key, msg + more) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(str(p), "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise ConfigError(str(p), where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, str(p))
+
+
+ProviderKind = Literal["openai", "anthropic"]

@@ -1,0 +1,83 @@
+"""The gateway's long-lived state, built once from the config: providers, prices, ledger, keys."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from thrifty.config import Config
+from thrifty.errors import AuthenticationFailed, ConfigError, NotFound
+from thrifty.ledger import Ledger, open_ledger
+from thrifty.pricing import PriceBook, PriceOverride
+from thrifty.providers.base import Provider, provider_class
+
+log = logging.getLogger("thrifty.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes: the deployment that serves it."""
+
+    deployment: str
+    provider: Provider
+    model: str  # the upstream model name
+    tier: str
+    price_provider: str | None
+
+
+class Gateway:
+    def __init__(self, config: Config, *, config_path: str = "<config>") -> None:
+        self.config = config
+        self.providers: dict[str, Provider] = {}
+        for name, pc in config.providers.items():
+            try:
+                cls = provider_class(pc.kind)
+            except KeyError as exc:
+                raise ConfigError(config_path, f"providers.{name}.kind", str(exc.args[0])) from None
+            self.providers[name] = cls(name, pc)
+        self.routes: dict[str, Route] = {}
+        for name, dep in config.deployments.items():
+            self.routes[name] = Route(name, self.providers[dep.provider], dep.model, dep.tier,
+                                      dep.price_provider)
+        for alias, target in config.aliases.items():
+            self.routes.setdefault(alias, self.routes[target])
+        self.prices = PriceBook({m: PriceOverride(**{k: (None if v is None else Decimal(str(v)))
+                                                     for k, v in o.model_dump().items()})
+                                 for m, o in config.prices.items()})
+        self.ledger: Ledger = open_ledger(config.ledger.url)
+        # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
+        self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
+
+    async def start(self) -> None:
+        self.ledger.start()
+        for p in self.providers.values():
+            await p.start()
+
+    async def close(self) -> None:
+        for p in self.providers.values():
+            await p.close()
+        self.ledger.close()
+
+    def tenant_for(self, key: str | None) -> str:
+        """The tenant a virtual key belongs to."""
+        if not key:
+            raise AuthenticationFailed("missing API key: send your Thrifty virtual key as the API key",
+                                       code="invalid_api_key")
+        found = self._keys.get(_digest(key))
+        if found is None:
+            raise AuthenticationFailed("invalid API key: not a Thrifty virtual key", code="invalid_api_key")
+        return found
+
+    def route(self, model: str) -> Route:
+        try:
+            return self.routes[model]
+        except KeyError:
+            known = ", ".join(sorted(self.routes))
+            raise NotFound(f"model {model!r} is not served by this gateway (known: {known})",
+                           param="model", code="model_not_found") from None
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()

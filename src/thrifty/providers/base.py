@@ -1,0 +1,163 @@
+"""The provider interface: one adapter per wire format, found through the registry.
+
+An adapter sends a request body already in its own wire format and returns the provider's
+answer as parsed JSON (or, for streams, parsed events). It translates every transport and HTTP
+error into `thrifty.errors` at this boundary; nothing above it sees aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from typing import Any, AsyncIterator, ClassVar, Mapping
+
+import aiohttp
+
+from thrifty import jsonutil
+from thrifty.config import ProviderConfig
+from thrifty.errors import GatewayError, UpstreamError, UpstreamTimeout, error_for_status
+
+
+class Provider(ABC):
+    wire: ClassVar[str]  # the wire format this adapter speaks: "openai" or "anthropic"
+    path: ClassVar[str]  # the endpoint under base_url
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self.url = config.base_url.rstrip("/") + self.path
+        self._forward = tuple(h.lower() for h in config.forward_headers)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300,
+                                         enable_cleanup_closed=True)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_s,
+                                        sock_connect=self.config.connect_timeout_s)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                              json_serialize=lambda o: jsonutil.dumps(o).decode(),
+                                              auto_decompress=True)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @abstractmethod
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate Thrifty (not the client) to the provider."""
+
+    @abstractmethod
+    def error_message(self, body: Any) -> str | None:
+        """The human message inside this provider's error body, if any."""
+
+    @abstractmethod
+    def parse_stream_event(self, event: str | None, data: bytes) -> dict[str, Any] | None:
+        """One SSE event as a dict, or None at the end-of-stream marker. Raises on error events."""
+
+    def _headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.auth_headers()}
+        for h in self._forward:
+            v = client_headers.get(h)
+            if v is not None:
+                headers[h] = v
+        return headers
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
+        raw = await resp.read()
+        try:
+            message = self.error_message(jsonutil.loads(raw))
+        except ValueError:
+            message = None
+        message = message or raw.decode("utf-8", "replace")[:300] or resp.reason or "error"
+        raise error_for_status(resp.status, f"{self.name}: {message}",
+                               retry_after=resp.headers.get("retry-after"))
+
+    async def complete(self, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
+        assert self._session is not None, "provider not started"
+        try:
+            async with self._session.post(self.url, data=jsonutil.dumps(body),
+                                          headers=self._headers(client_headers)) as resp:
+                if resp.status >= 400:
+                    await self._raise_for(resp)
+                raw = await resp.read()
+        except GatewayError:
+            raise
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"{self.name}: the provider did not answer within "
+                                  f"{self.config.timeout_s:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        try:
+            return jsonutil.loads(raw)
+        except ValueError:
+            raise UpstreamError(f"{self.name}: the provider answered with invalid JSON") from None
+
+    async def stream(self, body: dict[str, Any],
+                     client_headers: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """Yield the provider's stream events. Raises UpstreamError if the stream breaks off."""
+        assert self._session is not None, "provider not started"
+        ended = False
+        try:
+            async with self._session.post(self.url, data=jsonutil.dumps(body),
+                                          headers=self._headers(client_headers)) as resp:
+                if resp.status >= 400:
+                    await self._raise_for(resp)
+                event: str | None = None
+                data: list[bytes] = []
+                async for line in resp.content:
+                    line = line.rstrip(b"\r\n")
+                    if line:
+                        if line.startswith(b"data:"):
+                            data.append(line[5:].lstrip(b" "))
+                        elif line.startswith(b"event:"):
+                            event = line[6:].strip().decode()
+                        continue
+                    if not data:
+                        event = None
+                        continue
+                    parsed = self.parse_stream_event(event, b"\n".join(data))
+                    event, data = None, []
+                    if parsed is None:
+                        ended = True
+                        break
+                    yield parsed
+                    if parsed.get("type") == "message_stop":
+                        ended = True
+        except GatewayError:
+            raise
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"{self.name}: the stream stalled past "
+                                  f"{self.config.timeout_s:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"{self.name}: stream broke off: {type(exc).__name__}") from None
+        if not ended:
+            raise UpstreamError(f"{self.name}: the stream ended before its final event")
+
+
+_REGISTRY: dict[str, type[Provider]] = {}
+
+
+def register(kind: str):
+    """Class decorator: make an adapter available under `kind` in provider configs."""
+
+    def deco(cls: type[Provider]) -> type[Provider]:
+        _REGISTRY[kind] = cls
+        return cls
+
+    return deco
+
+
+def provider_class(kind: str) -> type[Provider]:
+    from thrifty.providers import builtin  # noqa: F401  (built-ins register like plugins do)
+
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise KeyError(f"unknown provider kind {kind!r} (known: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def known_kinds() -> list[str]:
+    from thrifty.providers import builtin  # noqa: F401
+
+    return sorted(_REGISTRY)

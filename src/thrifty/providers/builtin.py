@@ -1,0 +1,3 @@
+"""Importing this module registers the built-in adapters."""
+
+from thrifty.providers import anthropic, openai  # noqa: F401

@@ -1,0 +1,82 @@
+"""Shared fixtures: a loopback-only network guard and a real emulator + gateway stack."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from thrifty.cli import localstack, processes
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("THRIFTY_DATA_DIR", REPO.parent / "shared" / "data"))
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address):  # type: ignore[no-untyped-def]
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConnectionRefusedError(f"tests may only reach loopback, not {host}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_internet():
+    socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@dataclass
+class Stack:
+    emulator: processes.Server
+    gateway: processes.Server
+    ledger_path: Path
+    config_path: Path
+    key: str = localstack.DEMO_KEY
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+def start_stack(tmp: Path, **config_kw) -> Stack:
+    emu = processes.start_emulator(latency_scale=0.0, log_path=str(tmp / "emulator.log"))
+    ledger = tmp / "ledger.db"
+    cfg = localstack.write_config(str(tmp / "thrifty.yaml"),
+                                  localstack.local_config(emu.url, f"sqlite:///{ledger}", **config_kw))
+    try:
+        gw = processes.start_gateway(cfg, log_path=str(tmp / "gateway.log"))
+    except Exception:
+        emu.stop()
+        raise
+    return Stack(emu, gw, ledger, Path(cfg))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    s = start_stack(tmp_path_factory.mktemp("stack"), timeout_s=3.0)
+    yield s
+    s.gateway.stop()
+    s.emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def openapi_spec():
+    path = DATA_DIR / "specs" / "openai-openapi.yaml"
+    if not path.exists():
+        pytest.skip(f"OpenAI OpenAPI spec not found at {path} (set THRIFTY_DATA_DIR)")
+    import yaml
+
+    with open(path) as f:
+        return yaml.safe_load(f)
