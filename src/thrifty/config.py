@@ -104,7 +104,12 @@ class Config(_Strict):
 def interpolate_env(value: Any, path: str, key: str = "") -> Any:
     """Replace ${NAME} / ${NAME:-default} in every string of a parsed YAML tree."""
     if isinstance(value, dict):
-        return {k: interpolate_env(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            sub_key = f"{key}.{k}" if key else str(k)
+            # Keys are interpolated too, so virtual keys (mapping keys) can come from the environment.
+            out[interpolate_env(k, path, sub_key)] = interpolate_env(v, path, sub_key)
+        return out
     if isinstance(value, list):
         return [interpolate_env(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
