@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from thrifty.errors import ConfigError
+from thrifty.pricing.override import PriceOverride
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -49,18 +50,6 @@ class KeyConfig(_Strict):
     name: str | None = None
 
 
-class PriceOverrideConfig(_Strict):
-    """USD per million tokens, for custom and self-hosted models the catalog does not know."""
-
-    input: float
-    output: float
-    cache_read: float | None = None
-    cache_write_5m: float | None = None
-    cache_write_1h: float | None = None
-    reasoning: float | None = None
-    batch_discount: float | None = None
-
-
 class LedgerConfig(_Strict):
     url: str = "sqlite:///thrifty-ledger.db"
     store_bodies: bool = False
@@ -84,7 +73,7 @@ class Config(_Strict):
     deployments: dict[str, DeploymentConfig]
     aliases: dict[str, str] = {}
     keys: dict[str, KeyConfig]
-    prices: dict[str, PriceOverrideConfig] = {}
+    prices: dict[str, PriceOverride] = {}  # USD per million tokens, for models the catalog lacks
     defaults: Defaults = Defaults()
 
     @model_validator(mode="after")

@@ -19,19 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from decimal import Decimal
-
     from thrifty import jsonutil
-    from thrifty.pricing import PriceBook, PriceOverride, card_as_dict, format_card
+    from thrifty.pricing import PriceBook, card_as_dict, format_card
 
     overrides = {}
     if args.config:
         from thrifty.config import load_config
 
-        cfg = load_config(args.config)
-        overrides = {m: PriceOverride(**{k: (None if v is None else Decimal(str(v)))
-                                         for k, v in o.model_dump().items()})
-                     for m, o in cfg.prices.items()}
+        overrides = load_config(args.config).prices
     card = PriceBook(overrides).card(args.model, args.provider)
     if card is None:
         print(f"thrifty: no price known for model {args.model!r}"

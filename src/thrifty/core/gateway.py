@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
 
 from thrifty.config import Config
 from thrifty.errors import AuthenticationFailed, ConfigError, NotFound
 from thrifty.ledger import Ledger, open_ledger
-from thrifty.pricing import PriceBook, PriceOverride
+from thrifty.pricing import PriceBook
 from thrifty.providers.base import Provider, provider_class
 
 log = logging.getLogger("thrifty.gateway")
@@ -43,9 +42,7 @@ class Gateway:
                                       dep.price_provider)
         for alias, target in config.aliases.items():
             self.routes.setdefault(alias, self.routes[target])
-        self.prices = PriceBook({m: PriceOverride(**{k: (None if v is None else Decimal(str(v)))
-                                                     for k, v in o.model_dump().items()})
-                                 for m, o in config.prices.items()})
+        self.prices = PriceBook(config.prices)
         self.ledger: Ledger = open_ledger(config.ledger.url)
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
