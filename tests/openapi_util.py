@@ -1,28 +1,47 @@
-"""Validate payloads against a named schema of OpenAI's OpenAPI 3.1 spec (JSON Schema 2020-12)."""
+"""Validate payloads against a named schema of OpenAI's OpenAPI spec (3.1, i.e. JSON Schema 2020-12)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-import jsonschema
+
+def _nullable_to_anyof(node: Any) -> Any:
+    """The spec is OpenAPI 3.1 but keeps some 3.0 `nullable: true`; JSON Schema needs it spelled out."""
+    if isinstance(node, list):
+        return [_nullable_to_anyof(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable_to_anyof(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") is True:
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
 
 
 class SpecValidator:
     def __init__(self, spec: dict[str, Any]) -> None:
-        self._components = spec["components"]
+        from jsonschema import Draft202012Validator
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
 
-    @lru_cache(maxsize=None)
-    def _validator(self, name: str) -> jsonschema.Draft202012Validator:
-        if name not in self._components["schemas"]:
-            raise KeyError(f"schema {name} not in the spec")
-        return jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}",
-                                                "components": self._components})
+        self._registry = Registry().with_resource(
+            "urn:openai-spec", Resource(contents=_nullable_to_anyof(spec), specification=DRAFT202012))
+        self._validators: dict[str, Any] = {}
+        self._cls = Draft202012Validator
 
-    def errors(self, name: str, payload: Any) -> list[str]:
-        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                for e in self._validator(name).iter_errors(payload)]
+    def validate(self, schema_name: str, instance: Any) -> None:
+        v = self._validators.get(schema_name)
+        if v is None:
+            v = self._validators[schema_name] = self._cls(
+                {"$ref": f"urn:openai-spec#/components/schemas/{schema_name}"}, registry=self._registry)
+        errors = sorted(v.iter_errors(instance), key=lambda e: list(e.path))
+        assert not errors, f"{schema_name}: " + "; ".join(
+            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5])
 
-    def validate(self, name: str, payload: Any) -> None:
-        errs = self.errors(name, payload)
-        assert not errs, f"{name} invalid: {errs[:5]}"
+
+def load_spec(path: Path) -> SpecValidator:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with path.open("rb") as f:
+        return SpecValidator(yaml.load(f, Loader=loader))

@@ -9,7 +9,6 @@ import openai
 import pytest
 
 from tests.ledger_util import wait_row
-from tests.openapi_util import SpecValidator
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
           "required": ["city", "days"], "additionalProperties": False}
@@ -25,8 +24,8 @@ def client(stack):
 
 
 @pytest.fixture
-def spec(openapi_spec):
-    return SpecValidator(openapi_spec)
+def spec(openai_spec):
+    return openai_spec
 
 
 def test_non_streaming_call_is_priced_recorded_and_attributed(stack, client, spec):

@@ -1,0 +1,5 @@
+import sys
+
+from thrifty.providers.emulator.cli import main
+
+sys.exit(main())
