@@ -49,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         calls = workload.build_workload(args.calls)
         done = [0]
 
+        live = sys.stderr.isatty() and not args.json
+
         def progress() -> None:
             done[0] += 1
-            if not args.json:
+            if live:
                 print(f"\r  workload: {done[0]}/{len(calls)} calls", end="", flush=True, file=sys.stderr)
 
         try:
@@ -59,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
                                                        concurrency=args.concurrency, on_done=progress))
         finally:
             gw.stop()  # a graceful stop flushes the ledger
-        if not args.json:
+        if live:
             print(file=sys.stderr)
+        say(f"  workload: {len(calls)} calls through the openai SDK")
         with urllib.request.urlopen(f"{emu.url}/_emulator/billing") as r:
             billing = json.load(r)
 
