@@ -104,20 +104,6 @@ def stop_reason_for(finish: str | None, matched: Any = None) -> tuple[str, str |
     return STOP_REASON_BY_FINISH_REASON.get(finish or "stop", "end_turn"), None
 
 
-def usage_from_anthropic(raw: Json | None) -> Usage:
-    usage = Usage.from_anthropic(raw)
-    if raw and (details := raw.get("output_tokens_details")):
-        usage.reasoning_tokens = int(details.get("thinking_tokens") or 0)
-    return usage
-
-
-def usage_to_anthropic(usage: Usage) -> Json:
-    out = usage.to_anthropic()
-    if usage.reasoning_tokens:
-        out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
-    return out
-
-
 def tool_arguments(value: Any) -> str:
     """OpenAI's `arguments` string for an Anthropic tool `input` object."""
     return dumps(value if value is not None else {}).decode()
@@ -581,7 +567,7 @@ def anthropic_response_to_openai(resp: Json, *, model: str) -> Json:
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": finish_reason_for(resp.get("stop_reason"))}],
-        "usage": usage_from_anthropic(resp.get("usage")).to_openai(),
+        "usage": Usage.from_anthropic(resp.get("usage")).to_openai(),
     }
 
 
@@ -620,5 +606,5 @@ def openai_response_to_anthropic(resp: Json, *, model: str) -> Json:
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": usage_to_anthropic(Usage.from_openai(resp.get("usage"))),
+        "usage": Usage.from_openai(resp.get("usage")).to_anthropic(),
     }

@@ -19,8 +19,6 @@ from .translate import (
     openai_id,
     stop_reason_for,
     tool_arguments,
-    usage_from_anthropic,
-    usage_to_anthropic,
 )
 from .usage import Usage
 
@@ -130,7 +128,7 @@ class AnthropicToOpenAIStream:
         # message_delta counts are cumulative: a value present there replaces message_start's
         if usage:
             self._raw_usage.update((k, v) for k, v in usage.items() if v is not None)
-            self.usage = usage_from_anthropic(self._raw_usage)
+            self.usage = Usage.from_anthropic(self._raw_usage)
 
 
 class OpenAIToAnthropicStream:
@@ -191,7 +189,7 @@ class OpenAIToAnthropicStream:
             reason = "refusal"
         out.append(("message_delta", {"type": "message_delta",
                                       "delta": {"stop_reason": reason, "stop_sequence": sequence},
-                                      "usage": usage_to_anthropic(self.usage)}))
+                                      "usage": self.usage.to_anthropic()}))
         out.append(("message_stop", {"type": "message_stop"}))
         return out
 
@@ -199,7 +197,7 @@ class OpenAIToAnthropicStream:
         self._started = True
         message = {"id": anthropic_id(upstream_id), "type": "message", "role": "assistant",
                    "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": usage_to_anthropic(self.usage)}
+                   "usage": self.usage.to_anthropic()}
         return "message_start", {"type": "message_start", "message": message}
 
     def _text(self, text: str, out: list[tuple[str, Json]]) -> None:

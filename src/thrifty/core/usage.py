@@ -47,10 +47,12 @@ class Usage:
         write_total = int(u.get("cache_creation_input_tokens") or 0)
         w1h = int(creation.get("ephemeral_1h_input_tokens") or 0)
         w5m = int(creation.get("ephemeral_5m_input_tokens") or (write_total - w1h))
+        # Thinking tokens are part of output_tokens; a breakdown, where given, keeps them apart.
+        thinking = int((u.get("output_tokens_details") or {}).get("thinking_tokens") or 0)
         return cls(input_tokens=int(u.get("input_tokens") or 0),
                    cache_read_tokens=int(u.get("cache_read_input_tokens") or 0),
                    cache_write_5m_tokens=w5m, cache_write_1h_tokens=w1h,
-                   output_tokens=int(u.get("output_tokens") or 0))
+                   output_tokens=int(u.get("output_tokens") or 0), reasoning_tokens=thinking)
 
     def to_openai(self) -> dict[str, Any]:
         return {
@@ -64,7 +66,7 @@ class Usage:
         }
 
     def to_anthropic(self) -> dict[str, Any]:
-        return {
+        out = {
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_write_tokens,
             "cache_read_input_tokens": self.cache_read_tokens,
@@ -72,3 +74,6 @@ class Usage:
                                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens},
             "output_tokens": self.output_tokens,
         }
+        if self.reasoning_tokens:
+            out["output_tokens_details"] = {"thinking_tokens": self.reasoning_tokens}
+        return out
