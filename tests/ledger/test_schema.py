@@ -43,6 +43,9 @@ CALLS = [
     ("retries", "INTEGER", 1, "0", 0),
     ("cache", "TEXT", 1, "'miss'", 0),
     ("request_hash", "TEXT", 0, None, 0),
+    ("baseline_cost_usd", "TEXT", 0, None, 0),
+    ("saved_prompt_cache_usd", "TEXT", 0, None, 0),
+    ("saved_response_cache_usd", "TEXT", 0, None, 0),
 ]
 CALL_BODIES = [
     ("request_id", "TEXT", 1, None, 1),
@@ -60,6 +63,7 @@ INDEXES = {
 PINNED = [
     ("0001_calls", "0ac56abaadee47fdc1d5964742bf7e2d5f4df04dde147a85960e7233bab5092f"),
     ("0002_call_bodies", "8a9e08beb74343c221b0f9a8ba5ea1bb198513b8fa7d18e1ceb22aa9a7b663f2"),
+    ("0003_lever_savings", "f93419f5a24767409c96035ca3ad8700be77d4a33c4f466e00c44d832eb8973c"),
 ]
 
 

@@ -10,6 +10,7 @@ from thrifty import jsonutil
 from thrifty.api.asgi import Receive, Scope, Send, header_map, send_response
 from thrifty.api.chat import handle_chat, new_request_id
 from thrifty.api.surfaces import ANTHROPIC, OPENAI, Surface
+from thrifty.core.flow import build_flow
 from thrifty.core.gateway import Gateway
 from thrifty.errors import GatewayError, NotFound
 
@@ -19,6 +20,7 @@ log = logging.getLogger("thrifty.api")
 class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.flow = build_flow(gateway)
         self._chat: dict[tuple[str, str], Surface] = {
             ("POST", "/v1/chat/completions"): OPENAI,
             ("POST", "/chat/completions"): OPENAI,
@@ -37,7 +39,7 @@ class GatewayApp:
         headers = header_map(scope)
         surface = self._chat.get((method, path))
         if surface is not None:
-            await handle_chat(self.gateway, surface, scope, receive, send, headers)
+            await handle_chat(self.gateway, self.flow, surface, scope, receive, send, headers)
         elif path == "/health":
             await send_response(send, 200, b'{"status":"ok"}')
         elif method == "GET" and path in ("/v1/models", "/models"):

@@ -7,7 +7,7 @@ features Thrifty does not model (cache_control blocks, new parameters) intact.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from thrifty import jsonutil
 from thrifty.core import translate
@@ -32,13 +32,12 @@ _ANTHROPIC_TYPES = {
 
 
 class StreamTranslator:
-    """Turns upstream stream events into client SSE bytes and keeps the call's usage."""
+    """Turns upstream stream events into client protocol events and keeps the call's usage."""
 
     usage: Usage
-    finished: bool
 
-    def feed(self, event: dict[str, Any]) -> bytes: ...
-    def close(self) -> bytes: ...
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def close(self) -> list[dict[str, Any]]: ...
 
 
 class Surface:
@@ -59,6 +58,12 @@ class Surface:
 
     def stream_error(self, err: GatewayError) -> bytes:
         raise NotImplementedError
+
+    def encode_event(self, event: dict[str, Any]) -> bytes:
+        """One client protocol event as SSE bytes."""
+        raise NotImplementedError
+
+    stream_end: bytes = b""  # what closes a stream after its last event
 
     def user(self, body: dict[str, Any]) -> str | None:
         raise NotImplementedError
@@ -100,6 +105,11 @@ class OpenAISurface(Surface):
     def stream_error(self, err: GatewayError) -> bytes:
         return b"data: " + self.error_body(err, "") + b"\n\n"
 
+    def encode_event(self, event: dict[str, Any]) -> bytes:
+        return b"data: " + jsonutil.dumps(event) + b"\n\n"
+
+    stream_end = b"data: [DONE]\n\n"
+
     def user(self, body: dict[str, Any]) -> str | None:
         u = body.get("user")
         return u if isinstance(u, str) else None
@@ -126,33 +136,23 @@ class OpenAISurface(Surface):
         return _OpenAIPassThrough(include_usage)
 
 
-def _sse_data(obj: dict[str, Any]) -> bytes:
-    return b"data: " + jsonutil.dumps(obj) + b"\n\n"
-
-
-def _sse_event(name: str, obj: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + jsonutil.dumps(obj) + b"\n\n"
-
-
 class _OpenAIPassThrough(StreamTranslator):
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.usage = Usage()
-        self.finished = False
 
-    def feed(self, chunk: dict[str, Any]) -> bytes:
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         if chunk.get("usage"):
             self.usage = Usage.from_openai(chunk["usage"])
-            self.finished = True
         if not self.include_usage:
+            # The gateway always asks upstream for usage; a client that did not gets none.
             if not chunk.get("choices"):
-                return b""
+                return []
             chunk.pop("usage", None)
-        return _sse_data(chunk)
+        return [chunk]
 
-    def close(self) -> bytes:
-        self.finished = True
-        return b"data: [DONE]\n\n"
+    def close(self) -> list[dict[str, Any]]:
+        return []
 
 
 class _AnthropicEventsToOpenAI(StreamTranslator):
@@ -163,15 +163,11 @@ class _AnthropicEventsToOpenAI(StreamTranslator):
     def usage(self) -> Usage:
         return self._t.usage
 
-    @property
-    def finished(self) -> bool:
-        return self._t.finished
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._t.feed(event)
 
-    def feed(self, event: dict[str, Any]) -> bytes:
-        return b"".join(_sse_data(c) for c in self._t.feed(event))
-
-    def close(self) -> bytes:
-        return b"data: [DONE]\n\n"
+    def close(self) -> list[dict[str, Any]]:
+        return []
 
 
 # ---------------------------------------------------------------- Anthropic surface
@@ -192,8 +188,11 @@ class AnthropicSurface(Surface):
                                "request_id": request_id})
 
     def stream_error(self, err: GatewayError) -> bytes:
-        return _sse_event("error", {"type": "error", "error": {
+        return self.encode_event({"type": "error", "error": {
             "type": _ANTHROPIC_TYPES.get(err.kind, "api_error"), "message": err.message}})
+
+    def encode_event(self, event: dict[str, Any]) -> bytes:
+        return b"event: " + event["type"].encode() + b"\ndata: " + jsonutil.dumps(event) + b"\n\n"
 
     def user(self, body: dict[str, Any]) -> str | None:
         meta = body.get("metadata")
@@ -224,24 +223,21 @@ class AnthropicSurface(Surface):
 class _AnthropicPassThrough(StreamTranslator):
     def __init__(self) -> None:
         self.usage = Usage()
-        self.finished = False
         self._start: dict[str, Any] = {}
 
-    def feed(self, event: dict[str, Any]) -> bytes:
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type", "")
         if kind == "message_start":
             self._start = (event.get("message") or {}).get("usage") or {}
             self.usage = Usage.from_anthropic(self._start)
         elif kind == "message_delta":
             # message_delta carries cumulative usage; input fields may be absent there.
-            self.usage = Usage.from_anthropic({**self._start, **{k: v for k, v in (event.get("usage") or {}).items()
-                                                                if v is not None}})
-        elif kind == "message_stop":
-            self.finished = True
-        return _sse_event(kind, event)
+            delta = {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
+            self.usage = Usage.from_anthropic({**self._start, **delta})
+        return [event]
 
-    def close(self) -> bytes:
-        return b""
+    def close(self) -> list[dict[str, Any]]:
+        return []
 
 
 class _OpenAIChunksToAnthropic(StreamTranslator):
@@ -252,19 +248,11 @@ class _OpenAIChunksToAnthropic(StreamTranslator):
     def usage(self) -> Usage:
         return self._t.usage
 
-    @property
-    def finished(self) -> bool:
-        return self._t.finished
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        return [data for _, data in self._t.feed(chunk)]
 
-    def feed(self, chunk: dict[str, Any]) -> bytes:
-        return _events(self._t.feed(chunk))
-
-    def close(self) -> bytes:
-        return _events(self._t.close())
-
-
-def _events(pairs: Iterable[tuple[str, dict[str, Any]]]) -> bytes:
-    return b"".join(_sse_event(n, d) for n, d in pairs)
+    def close(self) -> list[dict[str, Any]]:
+        return [data for _, data in self._t.close()]
 
 
 OPENAI = OpenAISurface()

@@ -53,10 +53,15 @@ class LedgerRow:
     ttft_ms: float | None = None
     stream: bool = False
     retries: int = 0
-    cache: str = "miss"  # miss | exact | semantic | bypass
+    cache: str = "miss"  # miss | exact | semantic | bypass (not eligible) | unavailable (backend down)
     request_hash: str | None = None
     request_body: str | None = None  # only when the config says to store bodies
     response_body: str | None = None
+    # What the call would have cost with no lever acting on it, and what each lever saved
+    # (cost_usd + the savings = baseline_cost_usd). None = unknown or not applicable.
+    baseline_cost_usd: Decimal | None = None
+    saved_prompt_cache_usd: Decimal | None = None
+    saved_response_cache_usd: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     response_body TEXT
 )""",
     )),
+    # The counterfactual: what each call would have cost without the levers, and each lever's part.
+    Migration("0003_lever_savings", (
+        "ALTER TABLE calls ADD COLUMN baseline_cost_usd TEXT",
+        "ALTER TABLE calls ADD COLUMN saved_prompt_cache_usd TEXT",
+        "ALTER TABLE calls ADD COLUMN saved_response_cache_usd TEXT",
+    )),
 )
+
+# LedgerRow fields that hold money (Decimal in Python, exact text in the database).
+MONEY_FIELDS = ("cost_usd", "baseline_cost_usd", "saved_prompt_cache_usd", "saved_response_cache_usd")
 
 # LedgerRow field -> `calls` column, in insert order. Bodies go to `call_bodies`.
 CALL_COLUMNS: tuple[tuple[str, str], ...] = tuple(
@@ -132,7 +146,7 @@ GROUP_COLUMNS = MappingProxyType({
     for name in ("feature", "served_model", "tenant", "provider", "tier", "user", "task")})
 
 _CALL_FIELDS = attrgetter(*(name for name, _ in CALL_COLUMNS))
-_COST = [name for name, _ in CALL_COLUMNS].index("cost_usd")
+_MONEY = tuple([name for name, _ in CALL_COLUMNS].index(f) for f in MONEY_FIELDS)
 _STREAM = [name for name, _ in CALL_COLUMNS].index("stream")
 
 
@@ -151,7 +165,8 @@ def money_to_text(value: Decimal | None) -> str | None:
 def call_params(row: LedgerRow) -> list[Any]:
     """The values of `row` for the `calls` columns, in CALL_COLUMNS order."""
     values = list(_CALL_FIELDS(row))
-    values[_COST] = money_to_text(row.cost_usd)
+    for i in _MONEY:
+        values[i] = money_to_text(values[i])
     values[_STREAM] = 1 if row.stream else 0
     return values
 
@@ -167,7 +182,8 @@ def row_from_db(values: Sequence[Any], request_body: str | None = None,
                 response_body: str | None = None) -> LedgerRow:
     """A LedgerRow from the `calls` values in CALL_COLUMNS order (and its bodies, if any)."""
     kw = {name: values[i] for i, (name, _) in enumerate(CALL_COLUMNS)}
-    kw["cost_usd"] = None if kw["cost_usd"] is None else Decimal(kw["cost_usd"])
+    for f in MONEY_FIELDS:
+        kw[f] = None if kw[f] is None else Decimal(kw[f])
     kw["stream"] = bool(kw["stream"])
     return LedgerRow(**kw, request_body=request_body, response_body=response_body)
 
@@ -175,13 +191,15 @@ def row_from_db(values: Sequence[Any], request_body: str | None = None,
 def row_to_json(row: LedgerRow) -> dict[str, Any]:
     """A JSON-ready dict of `row`, money as an exact string (the spill-file format)."""
     out = {f.name: getattr(row, f.name) for f in dataclasses.fields(LedgerRow)}
-    out["cost_usd"] = money_to_text(row.cost_usd)
+    for f in MONEY_FIELDS:
+        out[f] = money_to_text(out[f])
     return out
 
 
 def row_from_json(data: dict[str, Any]) -> LedgerRow:
     """The inverse of row_to_json; keys starting with "_" (annotations) are ignored."""
     kw = {k: v for k, v in data.items() if not k.startswith("_")}
-    if kw.get("cost_usd") is not None:
-        kw["cost_usd"] = Decimal(kw["cost_usd"])
+    for f in MONEY_FIELDS:
+        if kw.get(f) is not None:
+            kw[f] = Decimal(kw[f])
     return LedgerRow(**kw)

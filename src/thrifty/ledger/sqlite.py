@@ -34,7 +34,9 @@ _SELECT_ROWS = ("SELECT {cols}, b.request_body, b.response_body "
                 "ORDER BY c.started_at, c.request_id")
 _SELECT_TOTALS = ("SELECT {col}, COUNT(*), decimal_sum(cost_usd), "
                   "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), SUM(prompt_tokens), "
-                  "SUM(cached_tokens), SUM(cache_write_tokens), SUM(completion_tokens) "
+                  "SUM(cached_tokens), SUM(cache_write_tokens), SUM(completion_tokens), "
+                  "decimal_sum(baseline_cost_usd), decimal_sum(saved_prompt_cache_usd), "
+                  "decimal_sum(saved_response_cache_usd) "
                   "FROM calls{cond} GROUP BY {col}")
 
 # Additions at a precision no ledger reaches, and an error rather than a rounding if one did.
@@ -206,8 +208,10 @@ class SQLiteLedger(BufferedLedger):
             found = conn.execute(sql, tuple(params)).fetchall()
         out = [{"key": key, "calls": calls, "cost_usd": Decimal(cost), "unpriced_calls": unpriced,
                 "prompt_tokens": prompt, "cached_tokens": cached, "cache_write_tokens": written,
-                "completion_tokens": completion}
-               for key, calls, cost, unpriced, prompt, cached, written, completion in found]
+                "completion_tokens": completion, "baseline_cost_usd": Decimal(baseline),
+                "saved_prompt_cache_usd": Decimal(saved_pc), "saved_response_cache_usd": Decimal(saved_rc)}
+               for (key, calls, cost, unpriced, prompt, cached, written, completion,
+                    baseline, saved_pc, saved_rc) in found]
         out.sort(key=lambda t: (-t["cost_usd"], -t["calls"], t["key"] is None, t["key"] or ""))
         return out
 
