@@ -50,11 +50,14 @@ class Stack:
         return self.gateway.url
 
 
-def start_stack(tmp: Path, **config_kw) -> Stack:
+def start_stack(tmp: Path, *, edit=None, **config_kw) -> Stack:
+    """Emulator + gateway; `edit(config_dict)` may change the gateway's config before it starts."""
     emu = processes.start_emulator(latency_scale=0.0, log_path=str(tmp / "emulator.log"))
     ledger = tmp / "ledger.db"
-    cfg = localstack.write_config(str(tmp / "thrifty.yaml"),
-                                  localstack.local_config(emu.url, f"sqlite:///{ledger}", **config_kw))
+    config = localstack.local_config(emu.url, f"sqlite:///{ledger}", **config_kw)
+    if edit is not None:
+        edit(config)
+    cfg = localstack.write_config(str(tmp / "thrifty.yaml"), config)
     try:
         gw = processes.start_gateway(cfg, log_path=str(tmp / "gateway.log"))
     except Exception:
@@ -80,3 +83,25 @@ def openai_spec():
     if not path.is_file():
         pytest.skip(f"OpenAI OpenAPI spec not found at {path} (set THRIFTY_DATA_DIR to the shared data folder)")
     return load_spec(path)
+
+
+
+def _redis_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The local Redis; skipped with a reason when it is down, except in CI
+    (THRIFTY_REQUIRE_SERVICES=1), where that is a failure."""
+    if not _redis_answers("127.0.0.1", 6379):
+        reason = "Redis at 127.0.0.1:6379 is not reachable"
+        if os.environ.get("THRIFTY_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason} and THRIFTY_REQUIRE_SERVICES=1")
+        pytest.skip(f"{reason} (start redis-server; THRIFTY_REQUIRE_SERVICES=1 turns this into a failure)")
+    return "redis://127.0.0.1:6379/0"

@@ -66,6 +66,58 @@ class Defaults(_Strict):
     anthropic_max_tokens: int = Field(default=4096, gt=0)
 
 
+class PromptCacheConfig(_Strict):
+    """Provider prompt caching: breakpoints (Anthropic) and cache keys (OpenAI) on stable prefixes."""
+
+    enabled: bool = True
+    anthropic_auto_breakpoints: bool = True
+    openai_cache_key: bool = True
+    ttl: Literal["auto", "5m", "1h"] = "auto"
+    min_reuse_for_1h: int = Field(default=2, ge=1)
+    cache_key_providers: tuple[str, ...] = ("openai", "azure")
+
+
+class ExactCacheConfig(_Strict):
+    """The exact response cache: where entries live and the defaults routes start from."""
+
+    enabled: bool = True  # only deterministic requests (temperature 0, n=1) or opted-in routes
+    backend: Literal["memory", "sqlite", "redis"] = "memory"
+    max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)  # memory backend bound
+    path: str = "thrifty-cache.db"  # sqlite backend
+    redis_url: str = "redis://127.0.0.1:6379/0"  # redis backend
+    ttl_s: int = Field(default=3600, ge=0)
+    volatile_patterns: tuple[str, ...] | None = None  # None: the built-in set (timestamps, UUIDs, ids)
+
+
+class LeversConfig(_Strict):
+    prompt_cache: PromptCacheConfig = PromptCacheConfig()
+    exact_cache: ExactCacheConfig = ExactCacheConfig()
+
+
+class RouteMatch(_Strict):
+    """Which calls a route applies to; an unset field matches anything."""
+
+    feature: str | None = None
+    model: str | None = None  # the model name the client asked for
+    tenant: str | None = None
+
+
+class RouteExactCache(_Strict):
+    enabled: bool | None = None
+    ttl_s: int | None = Field(default=None, ge=0)
+    opt_in: bool = False  # cache even when temperature is not 0: the route accepts a fixed answer
+    namespace: str | None = None  # entries shared by every tenant of this route (declared, never implied)
+
+
+class RouteConfig(_Strict):
+    """Per-route lever switches; the first route whose `match` fits a call applies to it."""
+
+    name: str
+    match: RouteMatch = RouteMatch()
+    prompt_cache: bool | None = None
+    exact_cache: RouteExactCache = RouteExactCache()
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     ledger: LedgerConfig = LedgerConfig()
@@ -75,6 +127,8 @@ class Config(_Strict):
     keys: dict[str, KeyConfig]
     prices: dict[str, PriceOverride] = {}  # USD per million tokens, for models the catalog lacks
     defaults: Defaults = Defaults()
+    levers: LeversConfig = LeversConfig()
+    routes: list[RouteConfig] = []
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Config":

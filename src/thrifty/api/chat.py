@@ -25,6 +25,8 @@ from thrifty.ledger import LedgerRow
 
 log = logging.getLogger("thrifty.api")
 
+_SERVED_FROM_CACHE = ("exact", "semantic")
+
 
 def new_request_id() -> str:
     return "thr_" + os.urandom(12).hex()
@@ -59,7 +61,7 @@ async def handle_chat(gw: Gateway, flow: Next, surface: Surface, scope: Scope, r
     exchange = _Exchange(gw, surface, send, row, clock0)
     try:
         call = await exchange.read_call(receive, headers, tenant)
-        await exchange.answer(await flow(call))
+        await exchange.answer(call, await flow(call))
     except GatewayError as err:
         await exchange.fail(err)
     except Exception as exc:  # a bug of ours: answer cleanly and keep the ledger row
@@ -95,18 +97,19 @@ class _Exchange:
             row.user = self.surface.user(body)
         row.request_hash = request_hash(body)
         return Call(request_id=row.request_id, tenant=tenant, surface=self.surface, headers=headers,
-                    body=body, model=model, stream=stream, row=row)
+                    body=body, model=model, stream=stream, row=row,
+                    policy=gw.policies.for_call(tenant, row.feature, model))
 
     def _headers(self, cost: str) -> dict[str, str]:
         row = self.row
         return {"x-thrifty-request-id": row.request_id, "x-thrifty-cost-usd": cost,
                 "x-thrifty-model": row.served_model or "", "x-thrifty-tier": row.tier or "",
-                "x-thrifty-cache": row.cache}
+                "x-thrifty-cache": row.cache if row.cache in _SERVED_FROM_CACHE else "miss"}
 
-    async def answer(self, answer: Answer) -> None:
+    async def answer(self, call: Call, answer: Answer) -> None:
         self.row.cache = answer.cache
         if answer.body is not None:
-            self._record(answer)
+            self._record(call, answer)
             payload = jsonutil.dumps(answer.body)
             if self.gw.config.ledger.store_bodies:
                 self.row.response_body = payload.decode("utf-8", "replace")
@@ -125,11 +128,11 @@ class _Exchange:
         if not self.streaming:
             await start_stream(send, self._headers("pending"))
             self.streaming = True
-        self._record(answer)
+        self._record(call, answer)
         self.row.status = 200
         await end_stream(send, self.surface.stream_end)
 
-    def _record(self, answer: Answer) -> None:
+    def _record(self, call: Call, answer: Answer) -> None:
         row, usage = self.row, answer.usage
         row.prompt_tokens = usage.input_tokens
         row.cached_tokens = usage.cache_read_tokens
@@ -138,6 +141,11 @@ class _Exchange:
         row.completion_tokens = usage.output_tokens
         row.reasoning_tokens = usage.reasoning_tokens
         row.cost_usd = answer.cost
+        saved = call.saved
+        row.saved_prompt_cache_usd = saved.get("prompt_cache")
+        row.saved_response_cache_usd = saved.get("response_cache")
+        if answer.cost is not None:
+            row.baseline_cost_usd = answer.cost + sum(saved.values(), Decimal(0))
 
     async def fail(self, err: GatewayError) -> None:
         row = self.row

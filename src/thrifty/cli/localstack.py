@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 DEMO_KEY = "sk-thrifty-demo"
+OTHER_KEY = "sk-thrifty-other"  # a second tenant, to show that tenants never share cache entries
 
 # Deployment name -> (provider, model, tier, catalog provider for pricing)
 LOCAL_DEPLOYMENTS: dict[str, tuple[str, str, str, str | None]] = {
@@ -53,7 +54,7 @@ def local_config(emulator_url: str, ledger_url: str, *, timeout_s: float = 30.0,
         },
         "deployments": deployments,
         "aliases": {"fast": "gpt-4o-mini", "smart": "claude-sonnet-4-5"},
-        "keys": {DEMO_KEY: {"tenant": "demo"}},
+        "keys": {DEMO_KEY: {"tenant": "demo"}, OTHER_KEY: {"tenant": "other"}},
     }
 
 

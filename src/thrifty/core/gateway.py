@@ -6,11 +6,15 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from thrifty.config import Config
+from thrifty.cache import CacheBackend, ExactCache, MemoryLRU, RedisStore, SQLiteStore
+from thrifty.config import Config, ExactCacheConfig
+from thrifty.core.policy import Policies
 from thrifty.errors import AuthenticationFailed, ConfigError, NotFound
 from thrifty.ledger import Ledger, open_ledger
 from thrifty.pricing import PriceBook
 from thrifty.providers.base import Provider, provider_class
+from thrifty.shaping import PromptCachePlanner, PromptCachePolicy
+from thrifty.tokens import get_encoding
 
 log = logging.getLogger("thrifty.gateway")
 
@@ -44,17 +48,31 @@ class Gateway:
             self.routes.setdefault(alias, self.routes[target])
         self.prices = PriceBook(config.prices)
         self.ledger: Ledger = open_ledger(config.ledger.url)
+        self.policies = Policies(config, config_path)
+        self.exact_cache = ExactCache(_cache_backend(config.levers.exact_cache))
+        pc = config.levers.prompt_cache
+        try:
+            policy = PromptCachePolicy(enabled=pc.enabled, anthropic_auto_breakpoints=pc.anthropic_auto_breakpoints,
+                                       openai_cache_key=pc.openai_cache_key, ttl=pc.ttl,
+                                       min_reuse_for_1h=pc.min_reuse_for_1h,
+                                       cache_key_providers=frozenset(pc.cache_key_providers))
+        except ValueError as exc:
+            raise ConfigError(config_path, "levers.prompt_cache", str(exc)) from None
+        self.prompt_cache = PromptCachePlanner(policy)
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
 
     async def start(self) -> None:
         self.ledger.start()
+        if self.config.levers.prompt_cache.enabled:
+            get_encoding()  # load the tokenizer now rather than on the first request
         for p in self.providers.values():
             await p.start()
 
     async def close(self) -> None:
         for p in self.providers.values():
             await p.close()
+        await self.exact_cache.close()
         self.ledger.close()
 
     def tenant_for(self, key: str | None) -> str:
@@ -78,3 +96,11 @@ class Gateway:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def _cache_backend(c: ExactCacheConfig) -> CacheBackend:
+    if c.backend == "redis":
+        return RedisStore(c.redis_url)
+    if c.backend == "sqlite":
+        return SQLiteStore(c.path)
+    return MemoryLRU(c.max_bytes)

@@ -33,6 +33,7 @@ class Call:
     model: str  # the model the client asked for
     stream: bool
     row: "LedgerRow"
+    policy: Any = None  # the CallPolicy of the route that matched (core.policy)
     route: "Route | None" = None
     upstream_body: dict[str, Any] | None = None  # the request in the provider's wire format
     saved: dict[str, Decimal] = field(default_factory=dict)  # lever -> USD it saved on this call
@@ -79,3 +80,30 @@ def _bind(stage: Stage, call_next: Next) -> Next:
         return await stage(call, call_next)
 
     return run
+
+
+AfterHook = Callable[[Answer, "list[dict[str, Any]] | None"], Awaitable[None]]
+
+
+async def after_answer(answer: Answer, hook: AfterHook, *, collect: bool = False) -> Answer:
+    """Run `hook` once the answer is final: now for a whole answer, after the last event of a stream.
+
+    With `collect`, the hook also gets the stream's events (for assembling the whole answer);
+    it never runs for a stream that broke off.
+    """
+    if answer.events is None:
+        await hook(answer, None)
+        return answer
+    answer.events = _watch(answer, answer.events, hook, collect)
+    return answer
+
+
+async def _watch(answer: Answer, events: AsyncIterator[dict[str, Any]], hook: AfterHook,
+                 collect: bool) -> AsyncIterator[dict[str, Any]]:
+    seen: list[dict[str, Any]] | None = [] if collect else None
+    async for event in events:
+        if seen is not None:
+            seen.append(event)
+        yield event
+    if answer.complete:
+        await hook(answer, seen)

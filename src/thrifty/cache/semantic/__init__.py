@@ -1,0 +1,41 @@
+"""The semantic response cache: serve a neighbour's answer when a calibrated decision accepts it.
+
+`embedder` turns text into unit vectors (int8 ONNX MiniLM, local CPU), `index` finds neighbours
+within a namespace (exact for small namespaces, usearch HNSW for large), `decision` holds the
+calibrated per-namespace thresholds and their online tightening, `verifier` vetoes pairs whose
+numbers or negation differ, `store` keeps entries (in-process or Redis for several replicas) and
+`semantic.SemanticCache` is what the gateway calls. Nothing here loads a model at import.
+"""
+
+from thrifty.cache.semantic.decision import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_TARGET_FALSE_HIT,
+    REJECTED,
+    CalibrationError,
+    DecisionPolicy,
+    Metrics,
+    OperatingPoint,
+    calibrate,
+    metrics,
+    roc_auc,
+)
+from thrifty.cache.semantic.embedder import DIMENSION, EmbedderUnavailable, OnnxEmbedder, model_available
+from thrifty.cache.semantic.index import FlatIndex, HnswIndex, NamespacedIndex, namespace_key
+from thrifty.cache.semantic.semantic import SemanticCache
+from thrifty.cache.semantic.store import (
+    Change,
+    EntryStore,
+    InMemoryEntryStore,
+    RedisEntryStore,
+    SemanticEntry,
+    StoreUnavailable,
+)
+from thrifty.cache.semantic.verifier import GuardVerifier, Verifier
+
+__all__ = [
+    "DEFAULT_CONFIDENCE", "DEFAULT_TARGET_FALSE_HIT", "DIMENSION", "REJECTED", "CalibrationError", "Change",
+    "DecisionPolicy", "EmbedderUnavailable", "EntryStore", "FlatIndex", "GuardVerifier", "HnswIndex",
+    "InMemoryEntryStore", "Metrics", "NamespacedIndex", "OnnxEmbedder", "OperatingPoint", "RedisEntryStore",
+    "SemanticCache", "SemanticEntry", "StoreUnavailable", "Verifier", "calibrate", "metrics",
+    "model_available", "namespace_key", "roc_auc",
+]

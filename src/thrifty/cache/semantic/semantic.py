@@ -1,0 +1,190 @@
+"""The semantic cache as the gateway calls it: lookup, add, feedback.
+
+lookup(namespace, text): embed the text, take the nearest entries of that namespace, and return
+the first whose decision score passes the namespace's calibrated threshold (the verifier may veto
+the nearest and let the next one through). Everything CPU-bound is synchronous: an async caller
+runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from thrifty.cache.semantic.decision import DecisionPolicy
+from thrifty.cache.semantic.embedder import OnnxEmbedder
+from thrifty.cache.semantic.index import NamespacedIndex
+from thrifty.cache.semantic.store import EntryStore, InMemoryEntryStore, SemanticEntry
+
+log = logging.getLogger(__name__)
+
+
+class SemanticCache:
+    """`candidates`: how many neighbours a lookup considers; `sync_interval_s`: how often a
+    lookup first applies other replicas' changes from a shared store."""
+
+    def __init__(self, policy: DecisionPolicy, *, embedder: OnnxEmbedder | None = None,
+                 store: EntryStore | None = None, index: NamespacedIndex | None = None,
+                 candidates: int = 4, sync_interval_s: float = 0.2, served_memory: int = 100_000) -> None:
+        self.policy = policy
+        # `is None`, not `or`: an empty store or index is falsy.
+        self.embedder = OnnxEmbedder() if embedder is None else embedder
+        self.store = InMemoryEntryStore() if store is None else store
+        self.index = NamespacedIndex(self.embedder.dimension) if index is None else index
+        self.candidates = candidates
+        self.sync_interval_s = sync_interval_s
+        self._served_memory = served_memory
+        self._keys: dict[str, int] = {}  # entry id -> this replica's index key
+        self._ids: dict[int, tuple[str, str]] = {}  # index key -> (entry id, namespace)
+        self._next_key = itertools.count(1)
+        self._served: OrderedDict[str, tuple[str, float]] = OrderedDict()  # entry id -> (ns, score)
+        self._lock = threading.Lock()
+        self._synced_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    # -------------------------------------------------------------- reading
+
+    def lookup(self, namespace: str, text: str) -> tuple[SemanticEntry, float] | None:
+        """The cached entry to serve for `text` in `namespace`, with its similarity, or None."""
+        self._maybe_sync()
+        if self.index.size(namespace) == 0:
+            return None
+        return self.lookup_vector(namespace, text, self.embedder.embed(text))
+
+    def lookup_vector(self, namespace: str, text: str, vector: np.ndarray) -> tuple[SemanticEntry, float] | None:
+        threshold = self.policy.threshold(namespace)
+        for key, similarity in self.index.search(namespace, vector, self.candidates):
+            if similarity <= threshold:
+                break  # neighbours come most similar first
+            found = self._ids.get(key)
+            if found is None:
+                continue
+            entry = self.store.get(found[0])
+            if entry is None:  # deleted or expired elsewhere
+                self._forget(found[0])
+                continue
+            if self.policy.accept(namespace, similarity, text, entry.text):
+                self._note_served(entry.entry_id, namespace, similarity)
+                return entry, similarity
+        return None
+
+    # -------------------------------------------------------------- writing
+
+    def add(self, namespace: str, text: str, entry_id: str, payload: bytes,
+            vector: np.ndarray | None = None) -> SemanticEntry:
+        """Store an answer under the text that produced it (re-adding an id replaces it)."""
+        if vector is None:
+            vector = self.embedder.embed(text)
+        entry = SemanticEntry(entry_id=entry_id, namespace=namespace, text=text, payload=payload,
+                              vector=vector, created_at=time.time())
+        self.store.put(entry)
+        self._index_entry(entry_id, namespace, vector)
+        self._drop_evicted()
+        return entry
+
+    def remove(self, entry_id: str) -> bool:
+        removed = self.store.delete(entry_id) is not None
+        return self._forget(entry_id) or removed
+
+    def feedback(self, entry_id: str, bad: bool, score: float | None = None) -> float | None:
+        """A client's verdict on a served entry. A bad one evicts the entry and tightens its
+        namespace; returns the namespace's threshold afterwards (None when the entry is unknown).
+
+        `score` is the similarity at which it was served; by default the last one this replica saw.
+        """
+        with self._lock:
+            served = self._served.get(entry_id)
+        namespace = served[0] if served else None
+        if namespace is None:
+            entry = self.store.get(entry_id)
+            namespace = entry.namespace if entry else self._namespace_of(entry_id)
+        if namespace is None:
+            return None
+        if not bad:
+            return self.policy.threshold(namespace)
+        self.remove(entry_id)
+        similarity = score if score is not None else (served[1] if served else None)
+        if similarity is None:
+            return self.policy.threshold(namespace)
+        return self.policy.record_bad_hit(namespace, similarity)
+
+    # -------------------------------------------------------------- replicas
+
+    def sync(self) -> int:
+        """Apply other replicas' puts and deletes to this replica's index; returns how many."""
+        changes = self.store.changes()
+        for change in changes:
+            if change.op == "put" and change.entry is not None and change.entry.vector is not None:
+                self._index_entry(change.entry_id, change.entry.namespace, change.entry.vector)
+            elif change.op == "delete":
+                self._forget(change.entry_id)
+        if getattr(self.store, "fell_behind", False):
+            self.rebuild()
+        self._synced_at = time.monotonic()
+        return len(changes)
+
+    def rebuild(self) -> int:
+        """Build this replica's index from every entry in the store (at start, or after falling behind)."""
+        with self._lock:
+            for entry_id in list(self._keys):
+                self._forget_locked(entry_id)
+        count = 0
+        for entry in self.store.entries():
+            if entry.vector is not None:
+                self._index_entry(entry.entry_id, entry.namespace, entry.vector)
+                count += 1
+        if hasattr(self.store, "fell_behind"):
+            self.store.fell_behind = False
+        return count
+
+    def _maybe_sync(self) -> None:
+        if time.monotonic() - self._synced_at >= self.sync_interval_s:
+            self.sync()
+
+    # -------------------------------------------------------------- bookkeeping
+
+    def _index_entry(self, entry_id: str, namespace: str, vector: np.ndarray) -> None:
+        with self._lock:
+            old = self._keys.get(entry_id)
+            if old is not None:
+                self._forget_locked(entry_id)
+            key = next(self._next_key)
+            self._keys[entry_id] = key
+            self._ids[key] = (entry_id, namespace)
+        self.index.add(namespace, key, vector)
+
+    def _forget(self, entry_id: str) -> bool:
+        with self._lock:
+            return self._forget_locked(entry_id)
+
+    def _forget_locked(self, entry_id: str) -> bool:
+        key = self._keys.pop(entry_id, None)
+        if key is None:
+            return False
+        _, namespace = self._ids.pop(key)
+        self.index.remove(namespace, key)
+        self._served.pop(entry_id, None)
+        return True
+
+    def _namespace_of(self, entry_id: str) -> str | None:
+        key = self._keys.get(entry_id)
+        return self._ids[key][1] if key is not None else None
+
+    def _drop_evicted(self) -> None:
+        for change in self.store.changes() if isinstance(self.store, InMemoryEntryStore) else ():
+            self._forget(change.entry_id)
+
+    def _note_served(self, entry_id: str, namespace: str, similarity: float) -> None:
+        self.policy.record_hit(namespace, similarity)
+        with self._lock:
+            self._served[entry_id] = (namespace, similarity)
+            self._served.move_to_end(entry_id)
+            while len(self._served) > self._served_memory:
+                self._served.popitem(last=False)
