@@ -69,12 +69,17 @@ def run(args: argparse.Namespace) -> int:
 
     ledger = SQLiteLedger(str(ledger_path))
     invoice = localstack.invoice_from_billing(billing, PriceBook())
+    everything = ledger.totals("tenant")
     report = {
         "calls": len(calls),
         "failed": sum(e is not None for e in errors),
         "by_feature": ledger.totals("feature"),
         "by_model": ledger.totals("served_model"),
-        "ledger_total_usd": sum((r["cost_usd"] for r in ledger.totals("tenant")), Decimal(0)),
+        "ledger_total_usd": sum((r["cost_usd"] for r in everything), Decimal(0)),
+        "baseline_usd": sum((r["baseline_cost_usd"] for r in everything), Decimal(0)),
+        "saved_prompt_cache_usd": sum((r["saved_prompt_cache_usd"] for r in everything), Decimal(0)),
+        "saved_response_cache_usd": sum((r["saved_response_cache_usd"] for r in everything), Decimal(0)),
+        "cache_hits": len(ledger.rows("cache IN ('exact', 'semantic')")),
         "emulator_invoice_usd": sum((v for v in invoice.values() if v is not None), Decimal(0)),
         "ledger_rows": ledger.count(),
         "emulator_requests": sum(m["requests"] for m in billing.get("models", {}).values()),
@@ -91,13 +96,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_report(report: dict, gateway_url: str) -> None:
     def table(title: str, rows: list[dict]) -> None:
-        print(f"\n{title:<24}{'calls':>7}{'input':>10}{'cached':>9}{'output':>9}{'cost USD':>13}")
+        print(f"\n{title:<24}{'calls':>7}{'uncached':>10}{'cached':>9}{'output':>9}{'cost USD':>13}")
         for r in sorted(rows, key=lambda r: r["cost_usd"] or 0, reverse=True):
             print(f"{str(r['key']):<24}{r['calls']:>7}{r['prompt_tokens']:>10}{r['cached_tokens']:>9}"
                   f"{r['completion_tokens']:>9}{r['cost_usd']:>13.6f}")
 
     table("feature", report["by_feature"])
     table("model", report["by_model"])
+    base, cost = report["baseline_usd"], report["ledger_total_usd"]
+    print(f"\nsaving per lever (against the same calls with no lever)")
+    print(f"  without any lever         ${base:.6f}")
+    print(f"  provider prompt caching  -${report['saved_prompt_cache_usd']:.6f}")
+    print(f"  exact response cache     -${report['saved_response_cache_usd']:.6f}"
+          f"  ({report['cache_hits']} answers served from cache)")
+    print(f"  actual                    ${cost:.6f}"
+          + (f"  ({(1 - cost / base) * 100:.1f}% saved)" if base else ""))
     print(f"\nledger total      ${report['ledger_total_usd']:.6f} over {report['ledger_rows']} rows")
     print(f"emulator invoice  ${report['emulator_invoice_usd']:.6f} over {report['emulator_requests']} "
           f"requests (the provider's own count, priced from the catalog)")

@@ -42,6 +42,13 @@ SEARCH_TOOL = {
                                 "required": ["query"]}},
 }
 
+SUMMARY_STYLE = ("Summarise for an executive in five bullet points. " + " ".join(
+    f"Style rule {i}: {rule}." for i, rule in enumerate([
+        "lead with the number that moved most", "name the owner of every action",
+        "never exceed twenty words per bullet", "flag risks before opportunities",
+        "quote currencies in EUR with no decimals", "write dates as ISO 8601",
+        "avoid adjectives that cannot be measured", "end with the single decision needed"] * 12)))
+
 _BUILTIN_QUESTIONS = ["How do I locate my card?", "Why was my transfer declined?",
                       "Can I change my PIN in the app?", "What is the fee for foreign cash withdrawals?",
                       "My top-up did not arrive, what should I do?", "How do I dispute a payment?"]
@@ -97,7 +104,9 @@ def build_workload(n: int = 60, seed: int = 7) -> list[Call]:
         if r < 0.40:  # FAQ support bot: long stable policy prefix, short questions
             calls.append(Call("support-chat", {"model": "gpt-4o-mini", "messages": [
                 {"role": "system", "content": SUPPORT_POLICY},
-                {"role": "user", "content": rng.choice(questions)}], "temperature": 0}))
+                # FAQ traffic is skewed: a few questions make up much of it, asked word for word.
+                {"role": "user", "content": rng.choice(questions[:8] if rng.random() < 0.4 else questions)}],
+                "temperature": 0}))
         elif r < 0.55:  # ticket triage into a JSON schema on a small open model
             calls.append(Call("ticket-triage", {"model": "llama-3.1-8b-instant", "messages": [
                 {"role": "user", "content": "Classify this ticket: " + rng.choice(questions)}],
@@ -109,7 +118,7 @@ def build_workload(n: int = 60, seed: int = 7) -> list[Call]:
                 "max_tokens": 300}, stream=True))
         elif r < 0.90:  # document summaries on Claude, through the OpenAI SDK
             calls.append(Call("doc-summary", {"model": "claude-sonnet-4-5", "messages": [
-                {"role": "system", "content": "Summarise for an executive in five bullet points."},
+                {"role": "system", "content": SUMMARY_STYLE},
                 {"role": "user", "content": rng.choice(long_q)}], "max_tokens": 400}, stream=rng.random() < 0.5))
         else:  # an agent step with tools on the heavy tier
             calls.append(Call("research-agent", {"model": "claude-opus-4-1", "messages": [

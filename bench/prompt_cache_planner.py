@@ -1,8 +1,6 @@
 """Microseconds per plan() on typical upstream bodies; prints a table, writes JSON if given a path.
 
-    .venv/bin/python -m tests.shaping.bench_prompt_cache [OUT.json]
-
-Not a test (the suite never asserts on time); a candidate for bench/.
+    .venv/bin/python bench/prompt_cache_planner.py [OUT.json]    (from the repository root)
 """
 
 from __future__ import annotations
@@ -11,9 +9,12 @@ import json
 import sys
 import time
 import timeit
+from pathlib import Path
 from typing import Any, Callable
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the request shapes live in tests/
 
 from thrifty.shaping import PrefixStats, PromptCachePlanner
 from thrifty.tokens import count_text_tokens, get_encoding

@@ -1,0 +1,217 @@
+"""`thrifty eval cache --pairs FILE`: how the semantic cache's decision does on labelled pairs.
+
+`eval` is a command group (`eval cache`, `eval router`, ...). `add_parser(sub)` registers `eval`
+with its own sub-command table on first use and `cache` under it; another module adds its own
+sub-command to the same table with `eval_subparsers(sub).add_parser(...)`.
+
+Pairs are JSON Lines {"a": str, "b": str, "label": 0|1}: 1 means an answer cached for `a` is a
+correct answer to `b`, so `a` plays the cached text and `b` the query. The decision is the
+gateway's own (`DecisionPolicy.accept`: calibrated threshold + verifier). Without `--calibrate`,
+the operating point is fitted on all pairs and the reported precision / recall / false-hit rate
+are out-of-fold (each pair decided by a threshold fitted on the other folds), never in-sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from thrifty.errors import ThriftyError
+
+_EVAL_SUB = "_thrifty_eval_subparsers"
+
+
+def eval_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The `eval` group's sub-command table, creating the group the first time."""
+    parser = sub.choices.get("eval")
+    if parser is None:
+        parser = sub.add_parser("eval", help="evaluate a lever on labelled data",
+                                description="Evaluate a cost lever on labelled data before turning it on.")
+        setattr(parser, _EVAL_SUB, parser.add_subparsers(dest="eval_command", metavar="WHAT", required=True))
+    return getattr(parser, _EVAL_SUB)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = eval_subparsers(sub).add_parser(
+        "cache", help="semantic cache: precision, hit rate and false hits on labelled pairs",
+        description="Calibrate the semantic cache's decision on labelled pairs to a target false-hit "
+                    "rate and report precision, recall (hit rate on positives), false-hit rate on "
+                    "negatives, AUC, the operating point and lookup latency.")
+    p.add_argument("--pairs", required=True, metavar="FILE",
+                   help='JSON Lines of {"a": str, "b": str, "label": 0|1} (1: a\'s answer serves b)')
+    p.add_argument("--calibrate", metavar="FILE",
+                   help="fit the operating point on these pairs instead (then --pairs is a pure test set)")
+    p.add_argument("--target-false-hit", type=float, default=0.01, metavar="RATE",
+                   help="false-hit rate on negatives to stay within (default 0.01)")
+    p.add_argument("--confidence", type=float, default=0.9,
+                   help="probability that the true false-hit rate meets the target (default 0.9); "
+                        "0 bounds only its expectation")
+    p.add_argument("--no-verifier", action="store_true", help="cosine threshold only, no number/negation guard")
+    p.add_argument("--folds", type=int, default=5, help="folds for the out-of-fold report (default 5)")
+    p.add_argument("--latency-samples", type=int, default=200, metavar="N",
+                   help="lookups timed for latency (default 200; 0 skips)")
+    p.add_argument("--save", metavar="FILE", help="write the calibrated decision policy as JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def read_pairs(path: str) -> list[tuple[str, str, int]]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ThriftyError(f"cannot read pairs file {path}: {exc.strerror or exc}") from exc
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ThriftyError(f"{path}:{number}: not JSON: {exc.msg}") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("a"), str) or not isinstance(row.get("b"), str):
+            raise ThriftyError(f'{path}:{number}: expected {{"a": str, "b": str, "label": 0|1}}')
+        label = row.get("label")
+        if isinstance(label, bool) or label not in (0, 1):
+            raise ThriftyError(f"{path}:{number}: label must be 0 or 1, got {label!r}")
+        pairs.append((row["a"], row["b"], int(label)))
+    if not pairs:
+        raise ThriftyError(f"{path}: no pairs")
+    return pairs
+
+
+def run(args: argparse.Namespace) -> int:
+    from thrifty.cache.semantic import CalibrationError, EmbedderUnavailable
+
+    if not 0.0 < args.target_false_hit < 1.0:
+        raise ThriftyError(f"--target-false-hit must be between 0 and 1, got {args.target_false_hit}")
+    if not 0.0 <= args.confidence < 1.0:
+        raise ThriftyError(f"--confidence must be in [0, 1), got {args.confidence}")
+    if args.folds < 2:
+        raise ThriftyError(f"--folds must be at least 2, got {args.folds}")
+    test = read_pairs(args.pairs)
+    train = read_pairs(args.calibrate) if args.calibrate else None
+    try:
+        report = evaluate(test, train, target=args.target_false_hit, confidence=args.confidence or None,
+                          verifier=not args.no_verifier, folds=args.folds, latency_samples=args.latency_samples,
+                          save=args.save)
+    except CalibrationError as exc:
+        raise ThriftyError(f"cannot calibrate: {exc}") from exc
+    except EmbedderUnavailable as exc:
+        raise ThriftyError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report, indent=2, default=_jsonable))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _jsonable(value):
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+def evaluate(test, train, *, target: float, confidence: float | None, verifier: bool, folds: int,
+             latency_samples: int, save: str | None) -> dict:
+    import numpy as np
+
+    from thrifty.cache.semantic import DecisionPolicy, GuardVerifier, OnnxEmbedder, calibrate, metrics, roc_auc
+
+    embedder = OnnxEmbedder()
+    guard = GuardVerifier() if verifier else None
+    texts = list(dict.fromkeys(t for pairs in (test, train or []) for a, b, _ in pairs for t in (a, b)))
+    vectors = dict(zip(texts, embedder.embed_batch(texts)))
+
+    def scored(pairs):
+        sims = np.array([float(vectors[a] @ vectors[b]) for a, b, _ in pairs])
+        probe = DecisionPolicy(0.0, verifier=guard)
+        return sims, np.array([probe.score(s, b, a) for (a, b, _), s in zip(pairs, sims)]), \
+            np.array([y for _, _, y in pairs])
+
+    def decide(op, pairs, sims):
+        policy = DecisionPolicy(op, verifier=guard)  # the gateway's decision, pair by pair
+        return [policy.accept("eval", float(s), b, a) for (a, b, _), s in zip(pairs, sims)]
+
+    sims, dscores, labels = scored(test)
+    if train is not None:
+        tr_sims, tr_scores, tr_labels = scored(train)
+        op = calibrate(tr_scores, tr_labels, target_false_hit=target, confidence=confidence)
+        accepted = decide(op, test, sims)
+        method = "calibrated on --calibrate pairs, reported on --pairs"
+    else:
+        op = calibrate(dscores, labels, target_false_hit=target, confidence=confidence)
+        accepted = [False] * len(test)
+        fold_of = np.random.default_rng(0).permutation(len(test)) % folds
+        for f in range(folds):
+            inside = fold_of != f
+            fold_op = calibrate(dscores[inside], labels[inside], target_false_hit=target, confidence=confidence)
+            held = np.flatnonzero(~inside)
+            for i, ok in zip(held, decide(fold_op, [test[i] for i in held], sims[held])):
+                accepted[i] = ok
+        method = f"{folds}-fold out-of-fold (operating point below fitted on all pairs)"
+    m = metrics(accepted, labels)
+    report = {
+        "pairs": m.pairs, "positives": m.positives, "negatives": m.negatives, "method": method,
+        "verifier": repr(guard) if guard else None,
+        "precision": m.precision, "recall": m.recall, "false_hit_rate": m.false_hit_rate,
+        "hits": m.hits, "false_hits": m.false_hits,
+        "auc": roc_auc(sims, labels), "auc_with_verifier": roc_auc(dscores, labels) if guard else None,
+        "operating_point": op.to_dict(),
+    }
+    if latency_samples > 0:
+        report["lookup_latency_ms"] = _latency(test, vectors, op, guard, embedder, latency_samples)
+    if save:
+        Path(save).write_text(json.dumps(DecisionPolicy(op, verifier=guard).to_dict(), indent=2) + "\n")
+        report["saved"] = save
+    return report
+
+
+def _latency(pairs, vectors, op, guard, embedder, samples: int) -> dict:
+    """Full lookups (embed + search + decide) of the `b` texts against a cache of the `a` texts."""
+    import numpy as np
+
+    from thrifty.cache.semantic import DecisionPolicy, SemanticCache
+
+    cache = SemanticCache(DecisionPolicy(op, verifier=guard), embedder=embedder)
+    for k, a in enumerate(dict.fromkeys(a for a, _, _ in pairs)):
+        cache.add("eval", a, f"a{k}", b"", vector=vectors[a])
+    queries = [b for _, b, _ in pairs][:samples]
+    cache.lookup("eval", queries[0])
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        cache.lookup("eval", q)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"entries": len(cache), "lookups": len(times), "p50": float(np.percentile(times, 50)),
+            "p99": float(np.percentile(times, 99))}
+
+
+def format_report(r: dict) -> str:
+    op = r["operating_point"]
+    conf = op["confidence"]
+    lines = [
+        f"pairs          {r['pairs']} ({r['positives']} positive, {r['negatives']} negative)",
+        f"evaluation     {r['method']}",
+        f"verifier       {r['verifier'] or 'off'}",
+        f"precision      {r['precision']:.4f}",
+        f"recall         {r['recall']:.4f}  (hit rate on positives)",
+        f"false-hit rate {r['false_hit_rate']:.4f}  ({r['false_hits']} of {r['negatives']} negatives served)",
+        f"AUC            {r['auc']:.4f}  (cosine)" + (f", {r['auc_with_verifier']:.4f} with verifier"
+                                                    if r.get("auc_with_verifier") is not None else ""),
+        f"operating pt   serve when cosine > {op['threshold']:.4f}  (target false-hit "
+        f"{op['target_false_hit']:g}, {'confidence ' + format(conf, 'g') if conf else 'in expectation'}, "
+        f"fitted on {op['negatives']} negatives)",
+    ]
+    if "lookup_latency_ms" in r:
+        lat = r["lookup_latency_ms"]
+        lines.append(f"lookup         p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms "
+                     f"(embed + search + decide, {lat['entries']} entries, {lat['lookups']} lookups)")
+    if "saved" in r:
+        lines.append(f"saved policy   {r['saved']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run it as: thrifty eval cache --pairs FILE")
