@@ -51,8 +51,10 @@ class KeyConfig(_Strict):
 
 
 class LedgerConfig(_Strict):
-    url: str = "sqlite:///thrifty-ledger.db"
+    url: str = "sqlite:///thrifty-ledger.db"  # or postgresql://user@host:5432/dbname
     store_bodies: bool = False
+    # PostgreSQL: where rows wait (in order, on disk) while the database is unreachable.
+    spool_dir: str | None = None
 
 
 class ServerConfig(_Strict):

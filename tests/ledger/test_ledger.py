@@ -388,7 +388,7 @@ def test_open_ledger_expands_home(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("url, message", [
-    ("postgresql://user@localhost/thrifty", "unsupported scheme 'postgresql'"),
+    ("mongodb://localhost/db", "unsupported scheme 'mongodb'"),
     ("mysql://localhost/db", "unsupported scheme 'mysql'"),
     ("", "empty"),
     ("   ", "empty"),

@@ -47,7 +47,7 @@ class Gateway:
         for alias, target in config.aliases.items():
             self.routes.setdefault(alias, self.routes[target])
         self.prices = PriceBook(config.prices)
-        self.ledger: Ledger = open_ledger(config.ledger.url)
+        self.ledger: Ledger = open_ledger(config.ledger.url, spool_dir=config.ledger.spool_dir)
         self.policies = Policies(config, config_path)
         self.exact_cache = ExactCache(_cache_backend(config.levers.exact_cache))
         pc = config.levers.prompt_cache

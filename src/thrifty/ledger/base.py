@@ -11,12 +11,16 @@ arrivals; when the database fails, a batch is retried a few times and then spill
 Lines file, and while failures go on each later batch gets one try before it spills, so the
 queue keeps draining at disk speed even with the database down. A warning is logged whenever the
 backlog passes `backlog_warning` rows.
+
+A backend with a spool of its own (PostgreSQL) overrides `_write` and the optional hooks
+`_keep`, `_idle_wait`/`_idle` and `_settle` to send rows there instead, and to replay them.
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -129,6 +133,22 @@ class BufferedLedger(Ledger):
     def _is_transient(self, exc: Exception) -> bool:
         """Whether retrying the same batch might succeed (locked, I/O, connection lost)."""
 
+    def _keep(self, rows: list[LedgerRow], reason: str) -> None:
+        """Keep rows that are fine but will not be written now (recorded after close(), or
+        left when close() timed out). A backend with a spool of its own puts them there."""
+        self._spill(rows, reason)
+
+    def _idle_wait(self) -> float | None:
+        """How long the writer waits for a row before running `_idle()`; None: for ever."""
+        return None
+
+    def _idle(self) -> None:
+        """Work for the writer thread when no row came within `_idle_wait()` seconds."""
+
+    def _settle(self) -> None:
+        """Runs in the writer after the rows before a flush() or close() are handled, before
+        flush() returns: a backend can finish pending work there. Must not raise."""
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -149,7 +169,7 @@ class BufferedLedger(Ledger):
                 if not self._closed:
                     self._queue.put(row)
                     return
-            self._spill([row], "recorded after the ledger was closed")
+            self._keep([row], "recorded after the ledger was closed")
         except Exception:  # the request path must not fail because of the ledger
             log.exception("ledger: could not record request %s", getattr(row, "request_id", "?"))
 
@@ -188,7 +208,7 @@ class BufferedLedger(Ledger):
                 left = self._take_all()
                 log.error("ledger: writer still busy after %ss; spilling %d queued rows", timeout, len(left))
                 if left:
-                    self._spill(left, f"writer did not finish within {timeout}s of close()")
+                    self._keep(left, f"writer did not finish within {timeout}s of close()")
 
     def _drain_unstarted(self) -> None:
         """close() of a ledger never started: write what was recorded, in this thread."""
@@ -219,7 +239,7 @@ class BufferedLedger(Ledger):
         try:
             stop = False
             while not stop:
-                batch, waiters, stop = self._gather(self._queue.get())
+                batch, waiters, stop = self._gather(self._next_item())
                 try:
                     if batch:
                         self._write(batch)
@@ -227,11 +247,47 @@ class BufferedLedger(Ledger):
                     log.exception("ledger: unexpected error writing %d rows", len(batch))
                     self._spill(batch, f"unexpected error: {exc!r}")
                 finally:
+                    if waiters or stop:
+                        try:
+                            self._settle()
+                        except Exception:
+                            log.exception("ledger: error finishing a flush")
                     for done in waiters:
                         done.set()
                 self._watch_backlog()
         finally:
             self._drop_connection()
+
+    def _next_item(self) -> Any:
+        while True:
+            wait = self._idle_wait()
+            if wait is None:
+                return self._queue.get()
+            try:
+                return self._queue.get(timeout=wait)
+            except queue.Empty:
+                try:
+                    self._idle()
+                except Exception:
+                    log.exception("ledger: error in the writer's idle work")
+
+    def _take_queued(self) -> tuple[list[Any], list[threading.Event]]:
+        """What is queued now, without waiting: items to write, and flush markers. The stop
+        marker stays queued for _run() (it is always last: close() queues nothing after it)."""
+        items: list[Any] = []
+        waiters: list[threading.Event] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return items, waiters
+            if item is _STOP:
+                self._queue.put(_STOP)
+                return items, waiters
+            if isinstance(item, threading.Event):
+                waiters.append(item)
+            else:
+                items.append(item)
 
     def _gather(self, item: Any) -> tuple[list[LedgerRow], list[threading.Event], bool]:
         """A batch: up to batch_size rows, waiting at most flush_interval after the first.
@@ -372,12 +428,16 @@ def read_spill(path: str) -> list[LedgerRow]:
 # when used, so a backend's driver is needed only by those who choose it.
 _BACKENDS = MappingProxyType({
     "sqlite": "thrifty.ledger.sqlite:SQLiteLedger",
+    "postgresql": "thrifty.ledger.postgres:PostgresLedger",
+    "postgres": "thrifty.ledger.postgres:PostgresLedger",
 })
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def open_ledger(url_or_path: str) -> Ledger:
-    """The ledger for `sqlite:///relative.db`, `sqlite:////absolute.db` or a plain file path.
+def open_ledger(url_or_path: str, **options: Any) -> Ledger:
+    """The ledger for `sqlite:///relative.db`, `sqlite:////absolute.db`, a plain file path, or
+    `postgresql://user@host:5432/dbname`; `options` go to the backend's constructor (those
+    that are None are left out, so a config can pass every option it has, set or not).
 
     Nothing is opened until start(). An unknown scheme is a ConfigError.
     """
@@ -389,7 +449,18 @@ def open_ledger(url_or_path: str) -> Ledger:
     if target is None:
         raise ConfigError("ledger", "url", f"unsupported scheme {scheme!r} in {url_or_path!r}; "
                                            f"supported: {', '.join(sorted(_BACKENDS))} "
-                                           "(sqlite:///PATH), or a plain file path")
+                                           "(sqlite:///PATH, postgresql://USER@HOST:PORT/DB), "
+                                           "or a plain file path")
     module, cls_name = target.split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    return cls.from_url(url_or_path) if m else cls(os.path.expanduser(url_or_path))
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except ImportError as exc:  # the backend's driver is an optional install
+        raise ConfigError("ledger", "url", f"the {scheme} ledger needs a package that is not "
+                                           f"installed ({exc.name}): {exc}") from exc
+    options = {k: v for k, v in options.items() if v is not None}
+    unknown = set(options) - set(inspect.signature(cls).parameters)
+    if unknown:
+        raise ConfigError("ledger", sorted(unknown)[0], f"is not an option of the {scheme} ledger")
+    if m:
+        return cls.from_url(url_or_path, **options)
+    return cls(os.path.expanduser(url_or_path), **options)
