@@ -91,9 +91,20 @@ class ExactCacheConfig(_Strict):
     volatile_patterns: tuple[str, ...] | None = None  # None: the built-in set (timestamps, UUIDs, ids)
 
 
+class SemanticCacheConfig(_Strict):
+    """The semantic cache. Off unless enabled here; then only routes that mark it eligible use it."""
+
+    enabled: bool = False
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # entries shared by replicas, each keeping its index in sync
+    policy_path: str | None = None  # an operating point saved by `thrifty eval cache --save`
+    candidates: int = Field(default=4, ge=1)
+
+
 class LeversConfig(_Strict):
     prompt_cache: PromptCacheConfig = PromptCacheConfig()
     exact_cache: ExactCacheConfig = ExactCacheConfig()
+    semantic_cache: SemanticCacheConfig = SemanticCacheConfig()
 
 
 class RouteMatch(_Strict):
@@ -118,6 +129,8 @@ class RouteConfig(_Strict):
     match: RouteMatch = RouteMatch()
     prompt_cache: bool | None = None
     exact_cache: RouteExactCache = RouteExactCache()
+    semantic_cache: bool = False  # FAQ-style routes: same context, the user's question varies
+    semantic_namespace: str | None = None  # answers shared by every tenant of this route
 
 
 class Config(_Strict):

@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 from thrifty import jsonutil
-from thrifty.api.asgi import Receive, Scope, Send, header_map, send_response
+from thrifty.api.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from thrifty.api.chat import handle_chat, new_request_id
 from thrifty.api.surfaces import ANTHROPIC, OPENAI, Surface
 from thrifty.core.flow import build_flow
 from thrifty.core.gateway import Gateway
-from thrifty.errors import GatewayError, NotFound
+from thrifty.errors import GatewayError, InvalidRequest, NotFound
 
 log = logging.getLogger("thrifty.api")
 
@@ -20,7 +20,7 @@ log = logging.getLogger("thrifty.api")
 class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.flow = build_flow(gateway)
+        self.flow, self.stages = build_flow(gateway)
         self._chat: dict[tuple[str, str], Surface] = {
             ("POST", "/v1/chat/completions"): OPENAI,
             ("POST", "/chat/completions"): OPENAI,
@@ -40,6 +40,8 @@ class GatewayApp:
         surface = self._chat.get((method, path))
         if surface is not None:
             await handle_chat(self.gateway, self.flow, surface, scope, receive, send, headers)
+        elif method == "POST" and path == "/v1/thrifty/feedback":
+            await self._feedback(receive, send, headers)
         elif path == "/health":
             await send_response(send, 200, b'{"status":"ok"}')
         elif method == "GET" and path in ("/v1/models", "/models"):
@@ -61,6 +63,27 @@ class GatewayApp:
             for name, route in sorted(self.gateway.routes.items())
         ]
         await send_response(send, 200, jsonutil.dumps({"object": "list", "data": data}))
+
+    async def _feedback(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """`{"request_id": ..., "bad": true}`: a cached answer was wrong. The semantic cache evicts
+        it and tightens the namespace it came from."""
+        try:
+            self.gateway.tenant_for(OPENAI.api_key(headers))
+            try:
+                body = jsonutil.loads(await read_body(receive, headers, 64 * 1024))
+            except ValueError:
+                raise InvalidRequest("the request body is not valid JSON") from None
+            if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+                raise InvalidRequest("'request_id' (the x-thrifty-request-id of the answer) is required",
+                                     param="request_id")
+            stage = self.stages.get("semantic_cache")
+            if stage is None:
+                raise InvalidRequest("the semantic cache is not enabled on this gateway")
+            result = await stage.feedback(body["request_id"], bool(body.get("bad", True)))
+        except GatewayError as err:
+            await send_response(send, err.status, OPENAI.error_body(err, ""))
+            return
+        await send_response(send, 200, jsonutil.dumps(result))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

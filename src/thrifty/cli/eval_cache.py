@@ -103,14 +103,23 @@ def run(args: argparse.Namespace) -> int:
     except EmbedderUnavailable as exc:
         raise ThriftyError(str(exc)) from exc
     if args.json:
-        print(json.dumps(report, indent=2, default=_jsonable))
+        print(json.dumps(_without_nan(report), indent=2))
     else:
         print(format_report(report))
     return 0
 
 
-def _jsonable(value):
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
+def _without_nan(value):
+    """NaN (precision with no hits, recall with no positives) is not JSON: it becomes null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    return value
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def evaluate(test, train, *, target: float, confidence: float | None, verifier: bool, folds: int,
@@ -195,11 +204,11 @@ def format_report(r: dict) -> str:
         f"pairs          {r['pairs']} ({r['positives']} positive, {r['negatives']} negative)",
         f"evaluation     {r['method']}",
         f"verifier       {r['verifier'] or 'off'}",
-        f"precision      {r['precision']:.4f}",
-        f"recall         {r['recall']:.4f}  (hit rate on positives)",
-        f"false-hit rate {r['false_hit_rate']:.4f}  ({r['false_hits']} of {r['negatives']} negatives served)",
-        f"AUC            {r['auc']:.4f}  (cosine)" + (f", {r['auc_with_verifier']:.4f} with verifier"
-                                                    if r.get("auc_with_verifier") is not None else ""),
+        f"precision      {_num(r['precision'])}",
+        f"recall         {_num(r['recall'])}  (hit rate on positives)",
+        f"false-hit rate {_num(r['false_hit_rate'])}  ({r['false_hits']} of {r['negatives']} negatives served)",
+        f"AUC            {_num(r['auc'])}  (cosine)" + (f", {_num(r['auc_with_verifier'])} with verifier"
+                                                      if r.get("auc_with_verifier") is not None else ""),
         f"operating pt   serve when cosine > {op['threshold']:.4f}  (target false-hit "
         f"{op['target_false_hit']:g}, {'confidence ' + format(conf, 'g') if conf else 'in expectation'}, "
         f"fitted on {op['negatives']} negatives)",

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from thrifty.cache.stage import ExactCaching
 from thrifty.core.gateway import Gateway
-from thrifty.core.pipeline import Next, compose
+from thrifty.cache.semantic_stage import SemanticCaching
+from thrifty.core.pipeline import Next, Stage, compose
 from thrifty.core.upstream import ModelRoute, ProviderCall
 from thrifty.shaping.stage import PromptCaching
 
 
-def build_flow(gateway: Gateway) -> Next:
-    stages = [
-        ExactCaching(gateway.exact_cache),  # before routing: the key is the model the client asked for
+def build_flow(gateway: Gateway) -> tuple[Next, dict[str, Stage]]:
+    """The composed handler and the stages by name (the API reaches some, e.g. for feedback)."""
+    stages: list[Stage] = [ExactCaching(gateway.exact_cache)]  # the key is the model the client asked for
+    if gateway.semantic_cache is not None:
+        stages.append(SemanticCaching(gateway.semantic_cache))
+    stages += [
         ModelRoute(gateway),
         PromptCaching(gateway.prompt_cache, gateway.prices),  # after routing: works on the wire format
     ]
-    return compose(stages, ProviderCall(gateway))
+    return compose(stages, ProviderCall(gateway)), {s.name: s for s in stages}

@@ -59,6 +59,7 @@ class Gateway:
         except ValueError as exc:
             raise ConfigError(config_path, "levers.prompt_cache", str(exc)) from None
         self.prompt_cache = PromptCachePlanner(policy)
+        self.semantic_cache = _semantic_cache(config, config_path) if config.levers.semantic_cache.enabled else None
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
 
@@ -66,6 +67,8 @@ class Gateway:
         self.ledger.start()
         if self.config.levers.prompt_cache.enabled:
             get_encoding()  # load the tokenizer now rather than on the first request
+        if self.semantic_cache is not None:
+            self.semantic_cache.embedder.load()  # the model loads at start, not on a request
         for p in self.providers.values():
             await p.start()
 
@@ -104,3 +107,26 @@ def _cache_backend(c: ExactCacheConfig) -> CacheBackend:
     if c.backend == "sqlite":
         return SQLiteStore(c.path)
     return MemoryLRU(c.max_bytes)
+
+
+def _semantic_cache(config: Config, path: str):  # -> thrifty.cache.semantic.SemanticCache
+    """Built only when enabled: importing it pulls in numpy and onnxruntime."""
+    import orjson
+
+    from thrifty.cache.semantic import (
+        DecisionPolicy, GuardVerifier, RedisEntryStore, SemanticCache, default_policy, model_available,
+    )
+
+    c = config.levers.semantic_cache
+    missing = model_available()
+    if missing:
+        raise ConfigError(path, "levers.semantic_cache", f"the embedding model is not available: {missing}")
+    policy = default_policy()
+    if c.policy_path:
+        try:
+            with open(c.policy_path, "rb") as f:
+                policy = DecisionPolicy.from_dict(orjson.loads(f.read()), verifier=GuardVerifier())
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(path, "levers.semantic_cache.policy_path", f"cannot load: {exc}") from None
+    store = RedisEntryStore(c.redis_url) if c.backend == "redis" else None
+    return SemanticCache(policy, store=store, candidates=c.candidates)

@@ -21,6 +21,8 @@ class CallPolicy:
     route: str  # the route's name, or "default"
     prompt_cache: bool
     exact_cache: CachePolicy | None  # None: the exact cache is off for these calls
+    semantic_cache: bool = False
+    semantic_namespace: str | None = None
 
 
 class Policies:
@@ -48,7 +50,9 @@ class Policies:
             except ValueError as exc:
                 raise ConfigError(path, f"{where}.exact_cache", str(exc)) from None
         prompt = levers.prompt_cache.enabled if route is None or route.prompt_cache is None else route.prompt_cache
-        return CallPolicy(route=route.name if route else "default", prompt_cache=prompt, exact_cache=policy)
+        semantic = bool(route and route.semantic_cache and levers.semantic_cache.enabled)
+        return CallPolicy(route=route.name if route else "default", prompt_cache=prompt, exact_cache=policy,
+                          semantic_cache=semantic, semantic_namespace=route.semantic_namespace if route else None)
 
     def for_call(self, tenant: str, feature: str | None, model: str) -> CallPolicy:
         key = (tenant, feature, model)

@@ -16,6 +16,7 @@ from thrifty.cache.semantic.decision import (
     Metrics,
     OperatingPoint,
     calibrate,
+    default_policy,
     metrics,
     roc_auc,
 )
@@ -36,6 +37,6 @@ __all__ = [
     "DEFAULT_CONFIDENCE", "DEFAULT_TARGET_FALSE_HIT", "DIMENSION", "REJECTED", "CalibrationError", "Change",
     "DecisionPolicy", "EmbedderUnavailable", "EntryStore", "FlatIndex", "GuardVerifier", "HnswIndex",
     "InMemoryEntryStore", "Metrics", "NamespacedIndex", "OnnxEmbedder", "OperatingPoint", "RedisEntryStore",
-    "SemanticCache", "SemanticEntry", "StoreUnavailable", "Verifier", "calibrate", "metrics",
+    "SemanticCache", "SemanticEntry", "StoreUnavailable", "Verifier", "calibrate", "default_policy", "metrics",
     "model_available", "namespace_key", "roc_auc",
 ]

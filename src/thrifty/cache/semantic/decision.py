@@ -39,6 +39,15 @@ DEFAULT_CONFIDENCE = 0.9
 NEVER = 1.0  # scores are cosines of unit vectors: nothing is strictly above 1.0
 REJECTED = -2.0  # the score a pair gets when the verifier vetoes it (below any cosine)
 
+# The out-of-the-box operating point, for namespaces nobody calibrated: fitted by
+# bench/semantic_cache.py on MRPC train + STS-B dev (>= 4 positive, < 4 negative; 2,425 negatives)
+# with the guard verifier on, target 1%, confidence 0.9. It is deliberately general and so
+# conservative: on CLINC150 a namespace's own calibration lowers it to about 0.76 and multiplies
+# the hit rate by ~30 at a 1% false-hit rate (bench/results/semantic_cache.json, part clinc).
+GENERAL_OPERATING_POINT = dict(threshold=0.9528, target_false_hit=0.01, confidence=0.9, negatives=2425,
+                               positives=2749, allowed_exceedances=17, calibration_false_hit_rate=0.0070,
+                               calibration_recall=0.1328)
+
 
 class CalibrationError(ThriftyError):
     """The labelled pairs cannot support the requested operating point."""
@@ -278,6 +287,17 @@ class DecisionPolicy:
         for ns, floor in data.get("floors", {}).items():
             policy._log(ns).floor = float(floor)
         return policy
+
+
+def default_policy(*, verifier: bool = True) -> DecisionPolicy:
+    """The general operating point with the guard verifier it was calibrated with."""
+    from thrifty.cache.semantic.verifier import GuardVerifier
+
+    if verifier:
+        return DecisionPolicy(OperatingPoint(**GENERAL_OPERATING_POINT), verifier=GuardVerifier())
+    # Without the guard the same calibration lands higher.
+    return DecisionPolicy(OperatingPoint(**{**GENERAL_OPERATING_POINT, "threshold": 0.9627,
+                                            "calibration_recall": 0.1066}))
 
 
 def _tightened(served: Iterable[float], bad: Iterable[float], target: float) -> float:

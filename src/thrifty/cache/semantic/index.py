@@ -5,9 +5,12 @@ scoping by separate indexes instead of a filter keeps each search small and a te
 of every other tenant's results by construction.
 
 Small namespaces use exact search over a numpy matrix (exact, cheap to remove from, no per-index
-arena); once one grows past `flat_limit` vectors it moves to an HNSW graph (usearch, chosen by
-bench/semantic_cache.py --part ann: fastest build and search at equal recall@1, supports removal
-and growth without a fixed capacity). Keys are the caller's non-negative integers.
+arena); once one grows past `flat_limit` vectors it moves to an HNSW graph. The graph is usearch's
+(bench/semantic_cache.py --part ann): at 100k vectors its search (0.13 ms p50) is within 0.05 ms of
+hnswlib and faiss, far below the embedding's cost, and it alone also removes entries, grows without
+a fixed capacity, ships wheels, and stores vectors as float16 with the same recall@1 (0.993) at
+about 1.1 kB per vector instead of 1.8 kB; float16 moves a cosine by < 1e-4. Keys are the caller's
+non-negative integers.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class FlatIndex:
         k = min(k, n)
         top = np.argpartition(-sims, k - 1)[:k] if k < n else np.arange(n)
         top = top[np.argsort(-sims[top])]
-        return [(self._keys[i], float(sims[i])) for i in top]
+        return [(self._keys[i], min(1.0, float(sims[i]))) for i in top]
 
     def items(self):
         n = len(self._keys)
@@ -99,7 +102,7 @@ class HnswIndex:
     """usearch HNSW graph with inner-product distance (vectors are unit length: ip = cosine)."""
 
     def __init__(self, dimension: int = DIMENSION, *, connectivity: int = 16, expansion_add: int = 128,
-                 expansion_search: int = 64, dtype: str = "f32") -> None:
+                 expansion_search: int = 64, dtype: str = "f16") -> None:
         from usearch.index import Index
 
         self._index = Index(ndim=dimension, metric="ip", dtype=dtype, connectivity=connectivity,
@@ -123,13 +126,15 @@ class HnswIndex:
         if len(self._index) == 0:
             return []
         matches = self._index.search(vector, k, threads=1)
-        return [(int(key), 1.0 - float(dist)) for key, dist in zip(matches.keys, matches.distances)]
+        # float16 rounding can put a self-match a hair above 1; a closed namespace (threshold 1)
+        # must stay closed.
+        return [(int(key), min(1.0, 1.0 - float(dist))) for key, dist in zip(matches.keys, matches.distances)]
 
 
 class NamespacedIndex:
     """One index per namespace; a namespace moves from exact to HNSW search past `flat_limit`."""
 
-    def __init__(self, dimension: int = DIMENSION, *, flat_limit: int = 2048, hnsw_dtype: str = "f32") -> None:
+    def __init__(self, dimension: int = DIMENSION, *, flat_limit: int = 2048, hnsw_dtype: str = "f16") -> None:
         self.dimension = dimension
         self.flat_limit = flat_limit
         self._hnsw_dtype = hnsw_dtype

@@ -3,7 +3,11 @@
 lookup(namespace, text): embed the text, take the nearest entries of that namespace, and return
 the first whose decision score passes the namespace's calibrated threshold (the verifier may veto
 the nearest and let the next one through). Everything CPU-bound is synchronous: an async caller
-runs it in a worker thread.
+runs it in a worker thread. A shared store that fails raises StoreUnavailable (a ThriftyError):
+the pipeline treats it as a miss and records that the cache was down.
+
+The usual sequence is lookup -> miss -> upstream call -> add with the same text: the last
+`recent_vectors` embeddings are remembered so that add does not embed the text a second time.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from thrifty.cache.semantic.decision import DecisionPolicy
+from thrifty.cache.semantic.decision import DecisionPolicy, default_policy
 from thrifty.cache.semantic.embedder import OnnxEmbedder
 from thrifty.cache.semantic.index import NamespacedIndex
 from thrifty.cache.semantic.store import EntryStore, InMemoryEntryStore, SemanticEntry
@@ -25,13 +29,15 @@ log = logging.getLogger(__name__)
 
 
 class SemanticCache:
-    """`candidates`: how many neighbours a lookup considers; `sync_interval_s`: how often a
-    lookup first applies other replicas' changes from a shared store."""
+    """`policy` defaults to `default_policy()` (general operating point + guard verifier);
+    `candidates`: how many neighbours a lookup considers; `sync_interval_s`: how often a lookup
+    first applies other replicas' changes from a shared store."""
 
-    def __init__(self, policy: DecisionPolicy, *, embedder: OnnxEmbedder | None = None,
+    def __init__(self, policy: DecisionPolicy | None = None, *, embedder: OnnxEmbedder | None = None,
                  store: EntryStore | None = None, index: NamespacedIndex | None = None,
-                 candidates: int = 4, sync_interval_s: float = 0.2, served_memory: int = 100_000) -> None:
-        self.policy = policy
+                 candidates: int = 4, sync_interval_s: float = 0.2, served_memory: int = 100_000,
+                 recent_vectors: int = 1024) -> None:
+        self.policy = default_policy() if policy is None else policy
         # `is None`, not `or`: an empty store or index is falsy.
         self.embedder = OnnxEmbedder() if embedder is None else embedder
         self.store = InMemoryEntryStore() if store is None else store
@@ -43,6 +49,8 @@ class SemanticCache:
         self._ids: dict[int, tuple[str, str]] = {}  # index key -> (entry id, namespace)
         self._next_key = itertools.count(1)
         self._served: OrderedDict[str, tuple[str, float]] = OrderedDict()  # entry id -> (ns, score)
+        self._recent_limit = recent_vectors
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> its embedding
         self._lock = threading.Lock()
         self._synced_at = 0.0
 
@@ -56,7 +64,7 @@ class SemanticCache:
         self._maybe_sync()
         if self.index.size(namespace) == 0:
             return None
-        return self.lookup_vector(namespace, text, self.embedder.embed(text))
+        return self.lookup_vector(namespace, text, self._embed(text))
 
     def lookup_vector(self, namespace: str, text: str, vector: np.ndarray) -> tuple[SemanticEntry, float] | None:
         threshold = self.policy.threshold(namespace)
@@ -81,7 +89,7 @@ class SemanticCache:
             vector: np.ndarray | None = None) -> SemanticEntry:
         """Store an answer under the text that produced it (re-adding an id replaces it)."""
         if vector is None:
-            vector = self.embedder.embed(text)
+            vector = self._embed(text)
         entry = SemanticEntry(entry_id=entry_id, namespace=namespace, text=text, payload=payload,
                               vector=vector, created_at=time.time())
         self.store.put(entry)
@@ -113,7 +121,12 @@ class SemanticCache:
         similarity = score if score is not None else (served[1] if served else None)
         if similarity is None:
             return self.policy.threshold(namespace)
-        return self.policy.record_bad_hit(namespace, similarity)
+        before = self.policy.threshold(namespace)
+        after = self.policy.record_bad_hit(namespace, similarity)
+        if after > before:
+            log.info("semantic cache: namespace %s tightened from %.4f to %.4f after a bad hit at %.4f",
+                     namespace, before, after, similarity)
+        return after
 
     # -------------------------------------------------------------- replicas
 
@@ -149,6 +162,19 @@ class SemanticCache:
             self.sync()
 
     # -------------------------------------------------------------- bookkeeping
+
+    def _embed(self, text: str) -> np.ndarray:
+        with self._lock:
+            vector = self._recent.get(text)
+            if vector is not None:
+                self._recent.move_to_end(text)
+                return vector
+        vector = self.embedder.embed(text)
+        with self._lock:
+            self._recent[text] = vector
+            while len(self._recent) > self._recent_limit:
+                self._recent.popitem(last=False)
+        return vector
 
     def _index_entry(self, entry_id: str, namespace: str, vector: np.ndarray) -> None:
         with self._lock:

@@ -26,7 +26,7 @@ class StoreUnavailable(ThriftyError):
     """The entry store could not be reached; the caller treats it as a miss."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SemanticEntry:
     entry_id: str
     namespace: str
@@ -36,7 +36,7 @@ class SemanticEntry:
     created_at: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     op: str  # "put" or "delete"
     entry_id: str

@@ -1,0 +1,122 @@
+"""The semantic cache as a pipeline stage (after the exact cache, before routing).
+
+Only for routes that mark it eligible (FAQ-style traffic). The embedded text is the last user
+turn; the namespace is the tenant (or the route's shared namespace), a hash of everything else
+that shapes the answer (system prompt, earlier turns, tools, output format) and the model asked
+for. Embedding and search are CPU work, so they run in a worker thread. Feedback on a served
+answer (`POST /v1/thrifty/feedback`) evicts it and tightens its namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+from thrifty.cache.entry import CorruptEntry, Entry, decode_entry, encode_entry
+from thrifty.cache.replay import IncompleteStream
+from thrifty.cache.stage import assemble, served_from_cache
+from thrifty.core.pipeline import Answer, Call, Next, Stage, after_answer
+
+log = logging.getLogger("thrifty.cache")
+
+# Parameters that do not change what the answer says, left out of the namespace.
+_NOT_CONTEXT = frozenset({"messages", "system", "model", "stream", "stream_options", "user", "metadata",
+                          "store", "service_tier", "prompt_cache_key", "n"})
+
+
+def query_and_context(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(last user turn's text, everything else that shapes the answer) or None if not eligible."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or body.get("n") not in (None, 1):
+        return None
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    content = last.get("content")
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if len(texts) != len(content):
+            return None  # images or tool results: not a question to match by meaning
+        content = "\n".join(t for t in texts if isinstance(t, str))
+    if not isinstance(content, str) or not content.strip():
+        return None
+    context = {k: v for k, v in body.items() if k not in _NOT_CONTEXT}
+    context["history"] = messages[:-1]
+    context["system"] = body.get("system")
+    return content, orjson.dumps(context, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class SemanticCaching(Stage):
+    name = "semantic_cache"
+
+    def __init__(self, cache: Any, *, served_memory: int = 100_000) -> None:
+        self.cache = cache  # thrifty.cache.semantic.SemanticCache
+        self._served: OrderedDict[str, str] = OrderedDict()  # request id -> entry id
+        self._served_memory = served_memory
+
+    async def __call__(self, call: Call, call_next: Next) -> Answer:
+        from thrifty.cache.semantic import StoreUnavailable, namespace_key
+
+        if not call.policy.semantic_cache:
+            return await call_next(call)
+        found = query_and_context(call.body)
+        if found is None:
+            return await call_next(call)
+        text, context = found
+        scope = call.policy.semantic_namespace or call.tenant
+        namespace = namespace_key(scope, "", f"{call.surface.name}:{call.model}", context)
+        try:
+            hit = await asyncio.to_thread(self.cache.lookup, namespace, text)
+        except StoreUnavailable as exc:
+            log.warning("semantic cache unavailable, calling upstream: %s", exc)
+            answer = await call_next(call)
+            answer.cache = "unavailable"
+            return answer
+        if hit is not None:
+            entry_record, _score = hit
+            try:
+                entry = decode_entry(entry_record.payload, entry_record.entry_id)
+            except CorruptEntry as err:
+                log.warning("semantic cache: ignoring corrupt entry %s: %s", entry_record.entry_id, err)
+                await asyncio.to_thread(self.cache.remove, entry_record.entry_id)
+            else:
+                self._remember(call.request_id, entry_record.entry_id)
+                return served_from_cache(call, entry, "semantic")
+        answer = await call_next(call)
+        if answer.cache in ("exact", "semantic"):
+            return answer
+
+        async def store(done: Answer, events: list[dict[str, Any]] | None) -> None:
+            try:
+                body = done.body if events is None else assemble(call.surface.name, events)
+            except IncompleteStream:
+                return
+            entry = Entry(surface=call.surface.name, response=body, usage=done.usage, cost_usd=done.cost,
+                          served_model=call.row.served_model, tier=call.row.tier, created_at=time.time(), ttl_s=0)
+            entry_id = call.request_id
+            try:
+                await asyncio.to_thread(self.cache.add, namespace, text, entry_id, encode_entry(entry, entry_id))
+            except StoreUnavailable as exc:
+                log.warning("semantic cache unavailable, answer not stored: %s", exc)
+
+        return await after_answer(answer, store, collect=True)
+
+    def _remember(self, request_id: str, entry_id: str) -> None:
+        self._served[request_id] = entry_id
+        while len(self._served) > self._served_memory:
+            self._served.popitem(last=False)
+
+    async def feedback(self, request_id: str, bad: bool) -> dict[str, Any]:
+        """A client's verdict on an answer this replica served from the semantic cache."""
+        entry_id = self._served.get(request_id)
+        if entry_id is None:
+            return {"request_id": request_id, "known": False}
+        threshold = await asyncio.to_thread(self.cache.feedback, entry_id, bad)
+        if bad:
+            self._served.pop(request_id, None)
+        return {"request_id": request_id, "known": True, "evicted": bad, "namespace_threshold": threshold}

@@ -1,0 +1,398 @@
+"""Request features for routing: cheap facts about a request, computed locally in microseconds.
+
+Both client protocols are reduced to one small neutral view (`_View`: the texts of the
+messages, tools, structured-output request) and the features are computed from that, so the
+OpenAI chat body and the Anthropic messages body give the same features for the same request.
+
+Everything here is a heuristic that must stay cheap: text is scanned only in bounded windows
+(the head and tail of the last user message, the head of the system prompt), token counts are
+estimated from characters, and keyword tests are a handful of precompiled regexes. The request
+type is a best guess meant for rules, not a classifier's verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+REQUEST_TYPES = ("classification", "extraction", "rewrite", "summarization", "generation",
+                 "reasoning", "code", "agentic")
+
+# Characters per token for English-like text under o200k/cl100k: close enough to route on.
+_CHARS_PER_TOKEN = 4
+_TOKENS_PER_IMAGE = 800
+_TOKENS_PER_MESSAGE = 4  # role and separators
+# Windows of the last user message that keyword tests look at: instructions sit at either end,
+# and scanning all of a long prompt would cost more than the rest of the decision.
+_HEAD, _TAIL, _SYSTEM_HEAD = 200, 300, 200
+_CHOICES_TAIL = 600  # the options of the final question sit at the end
+# Chunk markers are counted in at most this many characters of the context.
+_CHUNK_SCAN = 12_000
+
+USER_TIER_HEADER = "x-thrifty-user-tier"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSettings:
+    """Thresholds that turn counts into flags; from `RoutingConfig.features`."""
+
+    long_context_tokens: int = 8000
+    short_rewrite_tokens: int = 600  # a rewrite of more than this is generation, not a short rewrite
+
+
+@dataclass(slots=True)
+class RequestFeatures:
+    """What the router knows about one request. Field names are what rules' `when` refers to.
+
+    Read-only by convention: not frozen, because a frozen dataclass's __init__ costs a few
+    microseconds more, and this is built for every request.
+    """
+
+    input_tokens: int = 0  # estimated: characters / 4, plus tools and images
+    turns: int = 0  # user messages
+    messages: int = 0  # conversation messages, the system prompt not counted
+    tools: bool = False  # tools offered to the model (not counting a single forced tool used as a schema)
+    tool_count: int = 0
+    tool_results: int = 0  # tool results already in the conversation (an agent loop in progress)
+    structured_output: bool = False  # JSON schema / JSON mode / a forced single tool
+    code: bool = False  # code in the prompt (fences, source-like lines) or asked for
+    choices: int = 0  # lettered options (A) B) C) ...) in the last user message
+    retrieved_chunks: int = 0  # documents / retrieved passages in the context
+    long_context: bool = False
+    images: bool = False
+    request_type: str = "generation"
+    max_output_tokens: int | None = None
+    feature: str | None = None  # declared by the client (x-thrifty-feature)
+    call_site: str | None = None  # x-thrifty-call-site
+    user: str | None = None
+    user_tier: str | None = None  # e.g. free / pro / enterprise
+    tenant: str | None = None
+    prompt_chars: int = 0  # length of the last user message, for length-based rules and baselines
+
+
+@dataclass(slots=True)
+class _View:
+    """The protocol-neutral parts of a request that features are computed from."""
+
+    system: str = ""
+    user_texts: list[str] = field(default_factory=list)  # in order
+    other_chars: int = 0  # assistant / tool text
+    messages: int = 0
+    tool_count: int = 0
+    tool_chars: int = 0
+    tool_results: int = 0
+    forced_single_tool: bool = False
+    structured: bool = False
+    images: int = 0
+    documents: int = 0  # document / search-result blocks
+    max_output_tokens: int | None = None
+
+
+def features_from_openai(body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
+                         tenant: str | None = None, user_tier: str | None = None,
+                         settings: FeatureSettings = FeatureSettings()) -> RequestFeatures:
+    """Features of an OpenAI chat-completions body."""
+    view = _openai_view(body)
+    user = _header(headers, "x-thrifty-user") or _str(body.get("user"))
+    return _features(view, settings, headers, tenant, user, user_tier)
+
+
+def features_from_anthropic(body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
+                            tenant: str | None = None, user_tier: str | None = None,
+                            settings: FeatureSettings = FeatureSettings()) -> RequestFeatures:
+    """Features of an Anthropic messages body."""
+    view = _anthropic_view(body)
+    meta = body.get("metadata")
+    user = _header(headers, "x-thrifty-user") or (_str(meta.get("user_id")) if isinstance(meta, dict) else None)
+    return _features(view, settings, headers, tenant, user, user_tier)
+
+
+def features_from_body(body: Mapping[str, Any], protocol: str, **kw: Any) -> RequestFeatures:
+    """Features of a body in `protocol` ("openai" or "anthropic")."""
+    if protocol == "anthropic":
+        return features_from_anthropic(body, **kw)
+    return features_from_openai(body, **kw)
+
+
+def features_from_prompt(prompt: str, **kw: Any) -> RequestFeatures:
+    """Features of a single-turn prompt, as the gateway would see it in an OpenAI chat body."""
+    return features_from_openai({"messages": [{"role": "user", "content": prompt}]}, **kw)
+
+
+# --- protocol views -------------------------------------------------------------------------
+
+def _openai_view(body: Mapping[str, Any]) -> _View:
+    v = _View()
+    msgs = body.get("messages")
+    if isinstance(msgs, list):
+        system_parts = []
+        for m in msgs:
+            if not isinstance(m, dict):
+                continue
+            role = m.get("role")
+            text = _openai_content(m.get("content"), v)
+            if role not in ("system", "developer"):
+                v.messages += 1  # as Anthropic counts them: the system prompt is not a message
+            if role == "user":
+                v.user_texts.append(text)
+            elif role in ("system", "developer"):
+                system_parts.append(text)
+            else:
+                v.other_chars += len(text)
+                if role in ("tool", "function"):
+                    v.tool_results += 1
+                calls = m.get("tool_calls")
+                if isinstance(calls, list):
+                    v.other_chars += 60 * len(calls)
+        v.system = "\n".join(system_parts)
+    tools = body.get("tools") or body.get("functions")
+    if isinstance(tools, list):
+        v.tool_count = len(tools)
+        v.tool_chars = _tools_chars(tools)
+        choice = body.get("tool_choice") or body.get("function_call")
+        v.forced_single_tool = len(tools) == 1 and isinstance(choice, dict)
+    rf = body.get("response_format")
+    v.structured = isinstance(rf, dict) and rf.get("type") in ("json_schema", "json_object")
+    mt = body.get("max_completion_tokens") or body.get("max_tokens")
+    v.max_output_tokens = mt if isinstance(mt, int) else None
+    return v
+
+
+def _openai_content(content: Any, v: _View) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    parts = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        elif kind in ("image_url", "input_image", "image"):
+            v.images += 1
+        elif kind in ("file", "input_file"):
+            v.documents += 1
+    return "\n".join(parts)
+
+
+def _anthropic_view(body: Mapping[str, Any]) -> _View:
+    v = _View()
+    system = body.get("system")
+    if isinstance(system, str):
+        v.system = system
+    elif isinstance(system, list):
+        v.system = "\n".join(b.get("text", "") for b in system if isinstance(b, dict)
+                             and isinstance(b.get("text"), str))
+    msgs = body.get("messages")
+    if isinstance(msgs, list):
+        v.messages = len(msgs)
+        for m in msgs:
+            if not isinstance(m, dict):
+                continue
+            text, tool_results = _anthropic_content(m.get("content"), v)
+            if m.get("role") == "user" and not (tool_results and not text):
+                v.user_texts.append(text)
+            else:
+                v.other_chars += len(text)
+            v.tool_results += tool_results
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        v.tool_count = len(tools)
+        v.tool_chars = _tools_chars(tools)
+        choice = body.get("tool_choice")
+        v.forced_single_tool = (len(tools) == 1 and isinstance(choice, dict)
+                                and choice.get("type") in ("tool", "any"))
+    fmt = body.get("output_format")
+    v.structured = isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json")
+    mt = body.get("max_tokens")
+    v.max_output_tokens = mt if isinstance(mt, int) else None
+    return v
+
+
+def _anthropic_content(content: Any, v: _View) -> tuple[str, int]:
+    if isinstance(content, str):
+        return content, 0
+    if not isinstance(content, list):
+        return "", 0
+    parts, results = [], 0
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+        elif kind == "tool_result":
+            results += 1
+            inner = block.get("content")
+            v.other_chars += len(inner) if isinstance(inner, str) else 200
+        elif kind == "tool_use":
+            v.other_chars += 60
+        elif kind == "image":
+            v.images += 1
+        elif kind in ("document", "search_result"):
+            v.documents += 1
+            src = block.get("source")
+            data = src.get("data") if isinstance(src, dict) else None
+            v.other_chars += len(data) if isinstance(data, str) else 2000
+    return "\n".join(parts), results
+
+
+def _tools_chars(tools: list[Any]) -> int:
+    # Descriptions and parameters dominate a tool's tokens; a fixed share per parameter is close
+    # enough, and far cheaper than serialising the schemas.
+    total = 0
+    for t in tools:
+        if isinstance(t, dict):
+            fn = t.get("function") if isinstance(t.get("function"), dict) else t
+            params = fn.get("parameters") or fn.get("input_schema")
+            props = params.get("properties") if isinstance(params, dict) else None
+            total += 60 + len(str(fn.get("description") or "")) + 80 * (len(props) if isinstance(props, dict) else 0)
+    return total
+
+
+# --- features from the view -------------------------------------------------------------------
+
+def _features(v: _View, s: FeatureSettings, headers: Mapping[str, str] | None, tenant: str | None,
+              user: str | None, user_tier: str | None) -> RequestFeatures:
+    last = v.user_texts[-1] if v.user_texts else ""
+    user_chars = sum(map(len, v.user_texts))
+    chars = len(v.system) + user_chars + v.other_chars + v.tool_chars
+    tokens = chars // _CHARS_PER_TOKEN + v.images * _TOKENS_PER_IMAGE + v.messages * _TOKENS_PER_MESSAGE
+    window = _window(last)
+    choices = _count_choices(last[-_CHOICES_TAIL:])
+    code = any(m in window for m in _CODE_FRAGMENTS) or ("\n" in window and _CODE_LINE.search(window) is not None)
+    chunks = v.documents + _count_chunks(v.system) + _count_chunks(last)
+    tools = v.tool_count > 0 and not v.forced_single_tool
+    structured = v.structured or v.forced_single_tool
+    text = window.lower()
+    if v.system:
+        text += "\n" + v.system[:_SYSTEM_HEAD].lower()
+    rtype = _request_type(text, tools=tools, tool_results=v.tool_results, code=code, choices=choices,
+                          tokens=tokens, settings=s)
+    return RequestFeatures(
+        input_tokens=tokens, turns=len(v.user_texts), messages=v.messages, tools=tools,
+        tool_count=v.tool_count, tool_results=v.tool_results, structured_output=structured,
+        code=code or rtype == "code", choices=choices, retrieved_chunks=chunks,
+        long_context=tokens >= s.long_context_tokens, images=v.images > 0, request_type=rtype,
+        max_output_tokens=v.max_output_tokens, feature=_header(headers, "x-thrifty-feature"),
+        call_site=_header(headers, "x-thrifty-call-site"), user=user,
+        user_tier=user_tier or _header(headers, USER_TIER_HEADER), tenant=tenant, prompt_chars=len(last))
+
+
+def _window(text: str) -> str:
+    if len(text) <= _HEAD + _TAIL:
+        return text
+    return text[:_HEAD] + "\n" + text[-_TAIL:]
+
+
+# Lettered options at the start of a line: "A) ...", "(B) ...", "C. ...", "D: ...".
+_CHOICE_LINE = re.compile(r"\n[ \t]*\(?([A-J])[).:][ \t]+\S")  # the text gets a leading newline
+# Source-like lines (the regex skips straight from newline to newline) and fragments.
+_CODE_LINE = re.compile(r"\n[ \t]*(?:def \w|class \w|import \w|from \w+ import|return\b|SELECT |function\b|"
+                        r"#include|public |const \w|let \w|for \(|if \()")
+_CODE_FRAGMENTS = ("```", ";\n", "=> {", "console.log", "):\n")
+# Openings of retrieved passages as RAG templates commonly mark them (case-sensitive, counted);
+# each pattern starts with one literal character, which the regex engine skips to quickly.
+_CHUNK_TAGS = re.compile(r"<(?:document|doc[ >]|passage|source|context)")
+_CHUNK_LINES = re.compile(r"\n(?:Document \d|Passage \d|Source:|\[Document|\[\d+\] )")
+
+# Request-type cues: single words (looked up in the window's word set) and a few phrases.
+_WORDS = {
+    "agentic": ("browse", "navigate", "agent", "autonomously"),
+    "code": ("implement", "refactor", "debug", "traceback", "stacktrace", "compile", "python", "javascript",
+             "typescript", "golang", "rust", "sql", "regex", "bash", "kotlin", "php", "ruby", "haskell", "scala",
+             "function", "program", "script", "code", "coding", "bug", "leetcode", "api", "json_schema"),
+    "reasoning": ("solve", "prove", "calculate", "compute", "equation", "derive", "probability", "integral",
+                  "theorem", "arithmetic", "math", "mathematical", "algebra", "geometry", "puzzle", "riddle"),
+    "summarization": ("summarize", "summarise", "summary", "summarizing", "summarising", "summarization",
+                      "summarisation", "tldr", "recap", "condense", "gist"),
+    "extraction": ("extract", "parse", "entities"),
+    "classification": ("classify", "categorize", "categorise", "categorization", "sentiment", "intent", "label",
+                       "spam", "toxic", "moderate"),
+    "rewrite": ("rewrite", "rephrase", "paraphrase", "reword", "proofread", "translate", "polish", "grammar",
+                "typos", "formal", "informal", "tone", "shorten"),
+}
+_PHRASES = {
+    "reasoning": ("how many", "how much", "step by step", "step-by-step"),
+    "summarization": ("tl;dr", "key points", "key takeaways"),
+    "extraction": ("pull out", "list all", "find all", "return json"),
+    "classification": ("which of the following", "yes or no", "true or false", "correct answer", "which category",
+                       "multiple choice", "choose the", "select the"),
+    "rewrite": ("make it shorter", "make it more"),
+}
+_TYPE_OF = {word: kind for kind, words in _WORDS.items() for word in words}
+_KEYWORDS = frozenset(_TYPE_OF)
+_PUNCTUATION = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~\n\t\r"})
+
+
+def _request_type(text: str, *, tools: bool, tool_results: int, code: bool, choices: int, tokens: int,
+                  settings: FeatureSettings) -> str:
+    kinds = {_TYPE_OF[w] for w in _KEYWORDS.intersection(text.translate(_PUNCTUATION).split())}
+
+    def cue(kind: str) -> bool:
+        if kind in kinds:
+            return True
+        for phrase in _PHRASES.get(kind, ()):
+            if phrase in text:
+                return True
+        return False
+
+    if tools and (tool_results or cue("agentic")):
+        return "agentic"
+    if choices >= 2:
+        # An options list asks to pick one: classification, unless it is a worked problem.
+        return "reasoning" if cue("reasoning") and not cue("classification") else "classification"
+    summarise, rewrite = cue("summarization"), cue("rewrite")
+    if "code" in kinds and not (summarise or rewrite) or code and not (summarise or rewrite):
+        return "code"
+    if tools:
+        return "agentic"
+    if cue("reasoning"):
+        return "reasoning"
+    if summarise:
+        return "summarization"
+    if cue("extraction"):
+        return "extraction"
+    if cue("classification"):
+        return "classification"
+    if rewrite:
+        return "rewrite" if tokens <= settings.short_rewrite_tokens else "generation"
+    return "generation"
+
+
+def _count_choices(text: str) -> int:
+    """Option letters in the last block of lettered lines (A, B, C... in order)."""
+    if "\n" not in text:
+        return 0
+    letters = _CHOICE_LINE.findall("\n" + text)
+    if len(letters) < 2:
+        return 0
+    # Few-shot prompts repeat the options of earlier examples; count the final run from "A".
+    run = 0
+    for letter in reversed(letters):
+        run += 1
+        if letter == "A":
+            break
+    return run if run >= 2 else 0
+
+
+def _count_chunks(text: str) -> int:
+    if not text:
+        return 0
+    head = text[:_CHUNK_SCAN]
+    found = len(_CHUNK_TAGS.findall(head)) if "<" in head else 0
+    return found + len(_CHUNK_LINES.findall(head))
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    return value if value else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

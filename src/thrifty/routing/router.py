@@ -1,0 +1,278 @@
+"""The routing decision: request features -> rules -> tier -> the cheapest healthy deployment.
+
+A client asks for `thrifty/auto` (rules decide), `thrifty/<tier>` (that tier), or a concrete model,
+which is served as asked unless downgrading is allowed for it, and then only ever downgraded (a
+rule picking a stronger tier than the model's keeps the model). The user tier then modifies the
+decision (floor, ceiling, a daily cap on heavy-tier decisions), never replaces it.
+
+Deployments within a tier are ranked once, at start-up, by their price card (blended input and
+output price), falling back to the configured order for models without a price; the first
+healthy one serves. `health` is a callable the gateway provides (default: all healthy).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any, Callable, Mapping, Protocol
+
+from thrifty.errors import ConfigError, NotFound, UpstreamError
+from thrifty.routing.features import RequestFeatures
+from thrifty.routing.rules import CompiledRule, RoutingConfig, UserTierPolicy, compile_rules
+
+
+@dataclass(slots=True)
+class Decision:
+    """Where a request goes and why. Read-only by convention (not frozen: built per request)."""
+
+    tier: str | None  # None: a concrete model served outside any routing tier
+    deployment: str
+    reason: str
+    rule: str | None = None  # the rule that picked the tier, if one did
+    checks: tuple[str, ...] = ()  # escalation checks to run on this answer (empty: none)
+    escalate_to: str | None = None  # the tier an escalation goes to (None: the next one up)
+    ceiling: str | None = None  # never escalate above this tier (a downgraded concrete model's own)
+    steps: int = 0  # escalations that led here
+    requested: str = ""
+
+
+class HeavyCounter(Protocol):
+    """Per-user daily count of heavy-tier decisions, checked and incremented in one step."""
+
+    def take(self, key: str, day: str, limit: int) -> bool:
+        """Count one for `key` on `day` if fewer than `limit` were counted; True when counted."""
+        ...
+
+
+class MemoryHeavyCounter:
+    """In-process counter; forgets earlier days as soon as a new day is seen."""
+
+    def __init__(self) -> None:
+        self._day = ""
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, day: str, limit: int) -> bool:
+        with self._lock:
+            if day != self._day:
+                if day < self._day:  # a late caller from the previous day: count against today
+                    day = self._day
+                else:
+                    self._day, self._counts = day, {}
+            used = self._counts.get(key, 0)
+            if used >= limit:
+                return False
+            self._counts[key] = used + 1
+            return True
+
+    def used(self, key: str) -> int:
+        return self._counts.get(key, 0)
+
+
+Health = Callable[[str], bool]
+
+
+class Router:
+    """Routing decisions from a `RoutingConfig`; built once at start-up, shared by all requests."""
+
+    def __init__(self, config: RoutingConfig, *, deployments: Mapping[str, Any] | None = None,
+                 aliases: Mapping[str, str] | None = None, prices: Any = None, health: Health | None = None,
+                 counter: HeavyCounter | None = None, clock: Callable[[], float] = time.time,
+                 config_path: str = "<config>") -> None:
+        self.config = config
+        self.order = config.order()
+        self._rank = {t: i for i, t in enumerate(self.order)}
+        self._rules, self._matcher = compile_rules(config.rules)
+        self._default_checks = tuple(config.escalation.checks) if config.escalation.enabled else ()
+        self._health = health
+        self._counter = counter if counter is not None else MemoryHeavyCounter()
+        self._clock = clock
+        self._aliases = dict(aliases or {})
+        heavy = config.heavy_tiers if config.heavy_tiers is not None else self.order[-1:]
+        self._heavy = frozenset(heavy)
+        self.ranked: dict[str, tuple[str, ...]] = {}
+        self.tier_of: dict[str, str] = {}  # deployment -> the weakest tier that lists it
+        for tier in self.order:
+            names = config.tiers[tier]
+            for name in names:
+                if deployments is not None and name not in deployments:
+                    raise ConfigError(config_path, f"routing.tiers.{tier}",
+                                      f"unknown deployment {name!r} (known: {', '.join(sorted(deployments))})")
+                self.tier_of.setdefault(name, tier)
+            self.ranked[tier] = _by_price(names, deployments, prices, config.price_input_weight)
+
+    # --- the decision ---------------------------------------------------------------------
+
+    def handles(self, model: str) -> bool:
+        """Whether `model` names auto routing or a tier (`thrifty/...`) rather than a model."""
+        return model.startswith(self.config.model_prefix)
+
+    def decide(self, features: RequestFeatures, requested_model: str, *,
+               allow_downgrade: bool | None = None) -> Decision:
+        """Where this request goes. `allow_downgrade` (from the matching route) overrides the config."""
+        cfg = self.config
+        if requested_model.startswith(cfg.model_prefix):
+            name = requested_model[len(cfg.model_prefix):]
+            if name == cfg.auto_name:
+                rule = self._match(features, requested_model)
+                tier = rule.tier if rule else cfg.default_tier
+                reason = f"rule {rule.name}" if rule else "default tier"
+                return self._serve(tier, features, reason, rule, requested_model)
+            if name in cfg.tiers:
+                return self._serve(name, features, "client asked for the tier", None, requested_model)
+            known = ", ".join([cfg.model_prefix + cfg.auto_name] + [cfg.model_prefix + t for t in self.order])
+            raise NotFound(f"model {requested_model!r} is not a routing tier (known: {known})",
+                           param="model", code="model_not_found")
+        deployment = self._aliases.get(requested_model, requested_model)
+        own = self.tier_of.get(deployment)
+        if self._may_downgrade(requested_model, deployment, allow_downgrade) and own is not None:
+            rule = self._match(features, requested_model)
+            tier = rule.tier if rule else cfg.default_tier
+            if self._rank[tier] < self._rank[own]:
+                why = f"downgraded from {requested_model} by " + (f"rule {rule.name}" if rule else "default tier")
+                return self._serve(tier, features, why, rule, requested_model, ceiling=own)
+        return Decision(tier=own, deployment=deployment, reason="client asked for the model",
+                        requested=requested_model)
+
+    def escalate(self, decision: Decision, features: RequestFeatures, why: str = "") -> Decision | None:
+        """The decision one step up after an answer failed a check, or None when there is none."""
+        esc = self.config.escalation
+        if not esc.enabled or decision.tier is None or decision.steps >= esc.max_steps:
+            return None
+        current = self._rank[decision.tier]
+        target = decision.escalate_to
+        if target is None or self._rank[target] <= current:
+            target = self.order[current + 1] if current + 1 < len(self.order) else None
+        if target is None:
+            return None
+        top = len(self.order) - 1
+        if decision.ceiling is not None:
+            top = self._rank[decision.ceiling]
+        policy = self._policy(features)
+        if policy is not None and policy.max_tier is not None:
+            top = min(top, self._rank[policy.max_tier])
+        if self._rank[target] > top:
+            target = self.order[top]
+        if self._rank[target] <= current:
+            return None
+        target, capped = self._heavy_cap(target, features, policy, floor=current)
+        if target is None:
+            return None
+        deployment, moved = self._pick(target)
+        steps = decision.steps + 1
+        reason = f"escalated from {decision.tier}" + (f": {why}" if why else "") + capped + moved
+        checks = decision.checks if steps < esc.max_steps and self._can_climb(target, decision.ceiling) else ()
+        return replace(decision, tier=self.tier_of_pick(target, deployment), deployment=deployment,
+                       reason=reason, checks=checks, escalate_to=None, steps=steps)
+
+    def peer(self, decision: Decision) -> str | None:
+        """Another healthy deployment of the same tier (for a consistency sample), or None."""
+        if decision.tier is None:
+            return None
+        for name in self.ranked[decision.tier]:
+            if name != decision.deployment and self._healthy(name):
+                return name
+        return None
+
+    # --- parts ------------------------------------------------------------------------------
+
+    def _match(self, features: RequestFeatures, model: str) -> CompiledRule | None:
+        index = self._matcher(features, model)
+        return None if index < 0 else self._rules[index]
+
+    def _may_downgrade(self, requested: str, deployment: str, override: bool | None) -> bool:
+        if override is not None:
+            return override
+        allowed = self.config.allow_downgrade
+        if isinstance(allowed, bool):
+            return allowed
+        return requested in allowed or deployment in allowed
+
+    def _policy(self, features: RequestFeatures) -> UserTierPolicy | None:
+        if features.user_tier is None:
+            return None
+        return self.config.user_tiers.get(features.user_tier)
+
+    def _serve(self, tier: str, features: RequestFeatures, reason: str, rule: CompiledRule | None,
+               requested: str, ceiling: str | None = None) -> Decision:
+        policy = self._policy(features)
+        if policy is not None:
+            rank = self._rank[tier]
+            if policy.min_tier is not None and rank < self._rank[policy.min_tier]:
+                tier = policy.min_tier
+                reason += f"; raised to {tier} for {features.user_tier} users"
+            if policy.max_tier is not None and self._rank[tier] > self._rank[policy.max_tier]:
+                tier = policy.max_tier
+                reason += f"; lowered to {tier} for {features.user_tier} users"
+            if ceiling is not None and self._rank[tier] > self._rank[ceiling]:
+                tier = ceiling
+        found, capped = self._heavy_cap(tier, features, policy, floor=-1)
+        tier = found if found is not None else self.order[0]
+        deployment, moved = self._pick(tier)
+        checks: tuple[str, ...] = ()
+        if self._can_climb(tier, ceiling):
+            checks = rule.checks if rule is not None and rule.checks is not None else self._default_checks
+            if not self.config.escalation.enabled:
+                checks = ()
+        return Decision(tier=self.tier_of_pick(tier, deployment), deployment=deployment,
+                        reason=reason + capped + moved, rule=rule.name if rule else None, checks=checks,
+                        escalate_to=rule.escalate_to if rule else None, ceiling=ceiling, requested=requested)
+
+    def _can_climb(self, tier: str, ceiling: str | None) -> bool:
+        top = self._rank[ceiling] if ceiling is not None else len(self.order) - 1
+        return self._rank[tier] < top and self.config.escalation.max_steps > 0
+
+    def _heavy_cap(self, tier: str, features: RequestFeatures, policy: UserTierPolicy | None,
+                   floor: int) -> tuple[str | None, str]:
+        """The tier after the user's daily heavy cap: the strongest non-heavy tier above `floor` when spent."""
+        if tier not in self._heavy or policy is None or policy.heavy_per_day is None:
+            return tier, ""
+        key = f"{features.tenant or '-'}/{features.user or '-'}"
+        day = time.strftime("%Y-%m-%d", time.gmtime(self._clock()))
+        if self._counter.take(key, day, policy.heavy_per_day):
+            return tier, ""
+        note = f"; daily heavy-tier cap ({policy.heavy_per_day}) of {features.user_tier} users reached"
+        for lower in reversed(self.order[:self._rank[tier]]):
+            if lower not in self._heavy and self._rank[lower] > floor:
+                return lower, note
+        return None, note
+
+    def _pick(self, tier: str) -> tuple[str, str]:
+        """The cheapest healthy deployment of `tier`; else of the next stronger, then weaker, tiers."""
+        for name in self.ranked[tier]:
+            if self._healthy(name):
+                return name, ""
+        rank = self._rank[tier]
+        for other in self.order[rank + 1:] + list(reversed(self.order[:rank])):
+            for name in self.ranked[other]:
+                if self._healthy(name):
+                    return name, f"; no healthy deployment in {tier}, served by {other}"
+        raise UpstreamError(f"no healthy deployment in any routing tier (asked for {tier})", status=503)
+
+    def tier_of_pick(self, tier: str, deployment: str) -> str:
+        """The tier a picked deployment serves as: `tier` unless the pick moved to another tier."""
+        return tier if deployment in self.config.tiers[tier] else self.tier_of.get(deployment, tier)
+
+    def _healthy(self, name: str) -> bool:
+        return self._health is None or bool(self._health(name))
+
+
+def _by_price(names: list[str], deployments: Mapping[str, Any] | None, prices: Any,
+              input_weight: float) -> tuple[str, ...]:
+    """`names` cheapest first by price card; unknown prices after known ones, in configured order."""
+    if prices is None:
+        return tuple(names)
+    weight = Decimal(str(input_weight))
+
+    def key(item: tuple[int, str]) -> tuple[int, Decimal, int]:
+        index, name = item
+        dep = deployments.get(name) if deployments is not None else None
+        model = getattr(dep, "model", name) if dep is not None else name
+        card = prices.card(model, getattr(dep, "price_provider", None))
+        if card is None:
+            return (1, Decimal(0), index)
+        return (0, card.input * weight + card.output, index)
+
+    return tuple(name for _, name in sorted(enumerate(names), key=key))
