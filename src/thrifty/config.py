@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from thrifty.errors import ConfigError
 from thrifty.pricing.override import PriceOverride
+from thrifty.routing.rules import RoutingConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -144,6 +145,7 @@ class Config(_Strict):
     defaults: Defaults = Defaults()
     levers: LeversConfig = LeversConfig()
     routes: list[RouteConfig] = []
+    routing: RoutingConfig | None = None  # tiers and rules; clients ask for `thrifty/auto` or a tier
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Config":

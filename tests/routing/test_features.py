@@ -118,3 +118,14 @@ def test_malformed_bodies_do_not_raise():
                  {"tools": "x", "messages": []}):
         features_from_openai(body)
         features_from_anthropic(body)
+
+
+def test_a_code_word_without_code_loses_to_an_explicit_task():
+    from thrifty.routing.features import features_from_openai
+
+    def kind(text):
+        return features_from_openai({"model": "m", "messages": [{"role": "user", "content": text}]}).request_type
+
+    assert kind("Classify this ticket as billing, bug or other: I was charged twice") == "classification"
+    assert kind("Fix the bug in my python function") == "code"
+    assert kind("Classify this snippet:\n```python\ndef f(x):\n    return x\n```") == "code"

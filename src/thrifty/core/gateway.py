@@ -13,6 +13,7 @@ from thrifty.errors import AuthenticationFailed, ConfigError, NotFound
 from thrifty.ledger import Ledger, open_ledger
 from thrifty.pricing import PriceBook
 from thrifty.providers.base import Provider, provider_class
+from thrifty.routing.router import Router
 from thrifty.shaping import PromptCachePlanner, PromptCachePolicy
 from thrifty.tokens import get_encoding
 
@@ -60,6 +61,9 @@ class Gateway:
             raise ConfigError(config_path, "levers.prompt_cache", str(exc)) from None
         self.prompt_cache = PromptCachePlanner(policy)
         self.semantic_cache = _semantic_cache(config, config_path) if config.levers.semantic_cache.enabled else None
+        self.router = (Router(config.routing, deployments=config.deployments, aliases=config.aliases,
+                              prices=self.prices, config_path=config_path)
+                       if config.routing is not None else None)
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
 

@@ -6,6 +6,7 @@ from typing import Any, AsyncIterator
 
 from thrifty.core.gateway import Gateway
 from thrifty.core.pipeline import Answer, Call, Next, Stage
+from thrifty.routing.features import features_from_body
 
 
 class ModelRoute(Stage):
@@ -21,9 +22,17 @@ class ModelRoute(Stage):
         self.gateway = gateway
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
-        route = call.route = self.gateway.route(call.model)
-        row = call.row
-        row.provider, row.served_model, row.tier = route.provider.name, route.model, route.tier
+        gw, row = self.gateway, call.row
+        router = gw.router
+        tier = None
+        if router is not None and (router.handles(call.model) or router.config.allow_downgrade):
+            features = features_from_body(call.body, call.surface.name, headers=call.headers, tenant=call.tenant)
+            decision = router.decide(features, call.model)
+            route, tier = gw.route(decision.deployment), decision.tier
+        else:
+            route = gw.route(call.model)
+        call.route = route
+        row.provider, row.served_model, row.tier = route.provider.name, route.model, tier or route.tier
         call.upstream_body = call.surface.upstream_body(
             call.body, route.provider.wire, route.model, self.gateway.config.defaults.anthropic_max_tokens)
         return await call_next(call)

@@ -346,7 +346,10 @@ def _request_type(text: str, *, tools: bool, tool_results: int, code: bool, choi
         # An options list asks to pick one: classification, unless it is a worked problem.
         return "reasoning" if cue("reasoning") and not cue("classification") else "classification"
     summarise, rewrite = cue("summarization"), cue("rewrite")
-    if "code" in kinds and not (summarise or rewrite) or code and not (summarise or rewrite):
+    if code and not (summarise or rewrite):
+        return "code"
+    # A code word without code ("classify this bug report") loses to an explicit task word.
+    if "code" in kinds and not (summarise or rewrite or cue("classification") or cue("extraction")):
         return "code"
     if tools:
         return "agentic"
