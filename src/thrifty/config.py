@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from thrifty.budgets.limits import BudgetsConfig
 from thrifty.errors import ConfigError
 from thrifty.pricing.override import PriceOverride
 from thrifty.routing.rules import RoutingConfig
@@ -146,6 +147,7 @@ class Config(_Strict):
     levers: LeversConfig = LeversConfig()
     routes: list[RouteConfig] = []
     routing: RoutingConfig | None = None  # tiers and rules; clients ask for `thrifty/auto` or a tier
+    budgets: BudgetsConfig = BudgetsConfig()  # hard spend limits and rate limits
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Config":

@@ -76,11 +76,12 @@ async def handle_chat(gw: Gateway, flow: Next, surface: Surface, scope: Scope, r
 class _Exchange:
     """The HTTP side of one call: reading the request, sending the answer, filling the row."""
 
-    __slots__ = ("gw", "surface", "send", "row", "clock0", "streaming")
+    __slots__ = ("gw", "surface", "send", "row", "clock0", "streaming", "extra")
 
     def __init__(self, gw: Gateway, surface: Surface, send: Send, row: LedgerRow, clock0: float) -> None:
         self.gw, self.surface, self.send, self.row, self.clock0 = gw, surface, send, row, clock0
         self.streaming = False  # True once the 200 and the first bytes of a stream are sent
+        self.extra: dict[str, str] = {}  # headers the stages added (budget state, ...)
 
     async def read_call(self, receive: Receive, headers: dict[str, str], tenant: str) -> Call:
         gw, row = self.gw, self.row
@@ -96,15 +97,17 @@ class _Exchange:
         if row.user is None:
             row.user = self.surface.user(body)
         row.request_hash = request_hash(body)
-        return Call(request_id=row.request_id, tenant=tenant, surface=self.surface, headers=headers,
+        call = Call(request_id=row.request_id, tenant=tenant, surface=self.surface, headers=headers,
                     body=body, model=model, stream=stream, row=row,
                     policy=gw.policies.for_call(tenant, row.feature, model))
+        self.extra = call.extra_headers
+        return call
 
     def _headers(self, cost: str) -> dict[str, str]:
         row = self.row
         return {"x-thrifty-request-id": row.request_id, "x-thrifty-cost-usd": cost,
                 "x-thrifty-model": row.served_model or "", "x-thrifty-tier": row.tier or "",
-                "x-thrifty-cache": row.cache if row.cache in _SERVED_FROM_CACHE else "miss"}
+                "x-thrifty-cache": row.cache if row.cache in _SERVED_FROM_CACHE else "miss", **self.extra}
 
     async def answer(self, call: Call, answer: Answer) -> None:
         self.row.cache = answer.cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from thrifty.cache.stage import ExactCaching
 from thrifty.core.gateway import Gateway
+from thrifty.budgets.stage import Budgets
 from thrifty.cache.semantic_stage import SemanticCaching
 from thrifty.core.pipeline import Next, Stage, compose
 from thrifty.core.upstream import ModelRoute, ProviderCall
@@ -18,5 +19,11 @@ def build_flow(gateway: Gateway) -> tuple[Next, dict[str, Stage]]:
     stages += [
         ModelRoute(gateway),
         PromptCaching(gateway.prompt_cache, gateway.prices),  # after routing: works on the wire format
+        # Last before the provider: it prices the final upstream body's worst case (breakpoints included).
+        Budgets(gateway.budgets, gateway.prices, on_reserved=_keep_budget_headers),
     ]
     return compose(stages, ProviderCall(gateway)), {s.name: s for s in stages}
+
+
+def _keep_budget_headers(call, reservation) -> None:  # type: ignore[no-untyped-def]
+    call.extra_headers.update(reservation.headers())

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from thrifty.budgets import Enforcer
 from thrifty.cache import CacheBackend, ExactCache, MemoryLRU, RedisStore, SQLiteStore
 from thrifty.config import Config, ExactCacheConfig
 from thrifty.core.policy import Policies
@@ -61,6 +62,7 @@ class Gateway:
             raise ConfigError(config_path, "levers.prompt_cache", str(exc)) from None
         self.prompt_cache = PromptCachePlanner(policy)
         self.semantic_cache = _semantic_cache(config, config_path) if config.levers.semantic_cache.enabled else None
+        self.budgets = Enforcer(config.budgets)
         self.router = (Router(config.routing, deployments=config.deployments, aliases=config.aliases,
                               prices=self.prices, config_path=config_path)
                        if config.routing is not None else None)
@@ -80,6 +82,7 @@ class Gateway:
         for p in self.providers.values():
             await p.close()
         await self.exact_cache.close()
+        await self.budgets.close()
         self.ledger.close()
 
     def tenant_for(self, key: str | None) -> str:

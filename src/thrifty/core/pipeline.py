@@ -37,6 +37,7 @@ class Call:
     route: "Route | None" = None
     upstream_body: dict[str, Any] | None = None  # the request in the provider's wire format
     saved: dict[str, Decimal] = field(default_factory=dict)  # lever -> USD it saved on this call
+    extra_headers: dict[str, str] = field(default_factory=dict)  # stages' additions to the answer's headers
 
 
 @dataclass(slots=True, eq=False)

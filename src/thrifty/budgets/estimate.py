@@ -1,0 +1,269 @@
+"""The worst case of a call before it is sent: an upper bound of what the provider can bill.
+
+A hard budget is only as hard as this bound, so every step rounds up:
+
+- **Input tokens.** Everything in the upstream body that the model reads is counted with
+  o200k_base (`thrifty.tokens`): message text, tool definitions and response schemas (as
+  JSON), tool calls and tool results, and any unknown content block (as JSON). On top come
+  `per_message_tokens` for each message, system block, content block and tool (role markers
+  and separators), `per_request_tokens`, `tools_tokens` when tools are sent (the tool-use
+  preamble providers add), and `attachment_tokens` per image, audio clip, file or document,
+  whose bytes are never tokenised. The sum is multiplied by the wire's `input_factor`
+  (Claude's tokenizer yields more tokens than o200k_base for the same text) and rounded up.
+- **Output tokens.** The request's `max_completion_tokens` / `max_tokens` (reasoning included),
+  times `n`; a request without one gets the configured cap for its model, which the budget
+  stage also writes into the request so that the provider keeps to it.
+- **USD.** Every input token is priced at the dearest input rate the request can incur: the
+  uncached input rate, or a cache-write rate when the body carries a `cache_control` breakpoint
+  with that TTL (Anthropic bills cache writes at 1.25x or 2x input; cache reads are cheaper and
+  so never raise the bound). Output is priced at the output rate, or the reasoning rate where
+  that is dearer. Prices that rise above a prompt size are taken at the estimated prompt size,
+  which is at least the real one. Costs come from `PriceBook.cost`, so per-request fees count.
+
+Not covered: per-use fees of provider-side tools (web search), audio output and predicted
+outputs; a deployment that uses them should cap spend with a margin.
+
+tests/budgets/test_estimate.py checks the bound against the emulator's billed usage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Iterable
+
+import orjson
+
+from thrifty.budgets.limits import EstimateConfig
+from thrifty.core.usage import Usage
+from thrifty.pricing import PriceBook, PriceCard
+from thrifty.tokens import get_encoding
+
+_ATTACHMENTS_OPENAI = {"image_url", "input_audio", "file", "input_image", "input_file"}
+_ATTACHMENTS_ANTHROPIC = {"image", "document", "container_upload"}
+_MEMO_MIN_CHARS = 256  # long texts (system prompts, tool lists) repeat across calls
+_MEMO_SIZE = 1024
+# A catalog card lookup costs tens of microseconds; catalog prices change by date, so cards are
+# kept a few minutes, not forever.
+_CARD_TTL_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    input_tokens: int
+    output_tokens: int
+    usd: Decimal | None  # None: the model has no price
+    capped: bool  # the output cap came from the request itself
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def _json(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class Estimator:
+    def __init__(self, prices: PriceBook, config: EstimateConfig | None = None) -> None:
+        self.prices = prices
+        self.config = config or EstimateConfig()
+        self._memo: dict[str, int] = {}
+        self._cards: dict[tuple[str, str | None], tuple[float, PriceCard | None]] = {}
+        self._walkers: dict[str, Callable[[dict[str, Any]], int]] = {
+            "openai": self._openai_input, "anthropic": self._anthropic_input}
+
+    def estimate(self, body: dict[str, Any], wire: str, model: str,
+                 provider: str | None = None) -> Estimate:
+        """The worst case of sending `body` (in `wire` format) to `model`."""
+        input_tokens = self.input_tokens(body, wire)
+        output_tokens, capped = self.output_cap(body, wire, model)
+        usd = self.price(model, provider, input_tokens, output_tokens, _cache_ttls(body, wire))
+        return Estimate(input_tokens, output_tokens, usd, capped)
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def count(self, text: str) -> int:
+        if len(text) < _MEMO_MIN_CHARS:
+            return len(get_encoding().encode_ordinary(text))
+        n = self._memo.get(text)
+        if n is None:
+            n = len(get_encoding().encode_ordinary(text))
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[text] = n
+        return n
+
+    def input_tokens(self, body: dict[str, Any], wire: str) -> int:
+        walk = self._walkers.get(wire)
+        # A wire format this module does not know: the whole body as JSON bounds what it carries.
+        n = walk(body) if walk is not None else self.count(_json(body))
+        factor = self.config.input_factor.get(wire, max(self.config.input_factor.values(), default=1.0))
+        return math.ceil((n + self.config.per_request_tokens) * factor)
+
+    def output_cap(self, body: dict[str, Any], wire: str, model: str) -> tuple[int, bool]:
+        names = ("max_tokens",) if wire == "anthropic" else ("max_completion_tokens", "max_tokens")
+        cap = next((v for k in names if _is_count(v := body.get(k))), None)
+        n = body.get("n") if wire != "anthropic" else 1
+        choices = n if _is_count(n) else 1
+        if cap is not None:
+            return cap * choices, True
+        return self.default_cap(model) * choices, False
+
+    def default_cap(self, model: str) -> int:
+        return self.config.output_caps.get(model, self.config.default_output_cap)
+
+    def _overhead(self, items: int) -> int:
+        return items * self.config.per_message_tokens
+
+    def _texts(self, values: Iterable[Any]) -> int:
+        n = 0
+        for v in values:
+            if isinstance(v, str):
+                n += self.count(v)
+            elif v is not None:
+                n += self.count(_json(v))
+        return n
+
+    def _openai_input(self, body: dict[str, Any]) -> int:
+        c = self.config
+        tools = [*(body.get("tools") or ()), *(body.get("functions") or ())]
+        n = self._texts(tools) + self._overhead(len(tools)) + (c.tools_tokens if tools else 0)
+        fmt = body.get("response_format")
+        if isinstance(fmt, dict):
+            n += self.count(_json(fmt)) + c.per_message_tokens
+        for m in body.get("messages") or ():
+            n += c.per_message_tokens
+            if not isinstance(m, dict):
+                n += self._texts((m,))
+                continue
+            for k, v in m.items():
+                if k == "role":
+                    n += self.count(v) if isinstance(v, str) else 0
+                elif k == "content" and isinstance(v, list):
+                    n += self._openai_parts(v)
+                else:
+                    n += self._texts((v,))
+        return n
+
+    def _openai_parts(self, parts: list[Any]) -> int:
+        c = self.config
+        n = self._overhead(len(parts))
+        for p in parts:
+            kind = p.get("type") if isinstance(p, dict) else None
+            if kind == "text" and isinstance(p.get("text"), str):
+                n += self.count(p["text"])
+            elif kind in _ATTACHMENTS_OPENAI:
+                n += c.attachment_tokens
+            else:
+                n += self._texts((p,))
+        return n
+
+    def _anthropic_input(self, body: dict[str, Any]) -> int:
+        c = self.config
+        tools = body.get("tools") or ()
+        n = self._texts(tools) + self._overhead(len(tools)) + (c.tools_tokens if tools else 0)
+        system = body.get("system")
+        if isinstance(system, list):
+            n += self._anthropic_blocks(system)
+        else:
+            n += self._texts((system,)) + c.per_message_tokens
+        fmt = body.get("output_format") or (body.get("output_config") or {}).get("format")
+        if fmt is not None:
+            n += self._texts((fmt,)) + c.per_message_tokens
+        for m in body.get("messages") or ():
+            n += c.per_message_tokens
+            content = m.get("content") if isinstance(m, dict) else m
+            if isinstance(content, list):
+                n += self._anthropic_blocks(content)
+            else:
+                n += self._texts((content,))
+        return n
+
+    def _anthropic_blocks(self, blocks: list[Any]) -> int:
+        c = self.config
+        n = self._overhead(len(blocks))
+        for b in blocks:
+            kind = b.get("type") if isinstance(b, dict) else None
+            if kind == "text" and isinstance(b.get("text"), str):
+                n += self.count(b["text"])
+            elif kind == "document" and isinstance(b.get("source"), dict) \
+                    and b["source"].get("type") == "text":
+                n += self._texts((b["source"].get("data"),))
+            elif kind in _ATTACHMENTS_ANTHROPIC:
+                n += c.attachment_tokens
+            elif kind == "tool_result":
+                inner = b.get("content")
+                n += self._texts((b.get("tool_use_id"),))
+                n += self._anthropic_blocks(inner) if isinstance(inner, list) else self._texts((inner,))
+            else:  # tool_use, thinking, server tool blocks...: the block as JSON
+                n += self._texts(({k: v for k, v in b.items() if k != "signature"}
+                                  if isinstance(b, dict) else b,))
+        return n
+
+    # --- price -----------------------------------------------------------------------------
+
+    def price(self, model: str, provider: str | None, input_tokens: int, output_tokens: int,
+              cache_ttls: frozenset[str] = frozenset()) -> Decimal | None:
+        card = self._card(model, provider)
+        if card is None:
+            return None
+        inputs = [Usage(input_tokens=input_tokens)]
+        if "5m" in cache_ttls and card.cache_write_5m is not None:
+            inputs.append(Usage(cache_write_5m_tokens=input_tokens))
+        if "1h" in cache_ttls and card.cache_write_1h is not None:
+            inputs.append(Usage(cache_write_1h_tokens=input_tokens))
+        reasoning = [0]
+        if card.reasoning is not None and card.reasoning > card.output:
+            reasoning.append(output_tokens)
+        worst: Decimal | None = None
+        for u in inputs:
+            for r in reasoning:
+                u.output_tokens, u.reasoning_tokens = output_tokens, r
+                cost = self.prices.cost(model, u, provider=provider)
+                if cost is not None and (worst is None or cost.total > worst):
+                    worst = cost.total
+        return worst
+
+
+    def _card(self, model: str, provider: str | None) -> PriceCard | None:
+        key = (model, provider)
+        now = time.monotonic()
+        hit = self._cards.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        card = self.prices.card(model, provider)
+        if len(self._cards) >= _MEMO_SIZE:
+            self._cards.clear()
+        self._cards[key] = (now + _CARD_TTL_S, card)
+        return card
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _cache_ttls(body: dict[str, Any], wire: str) -> frozenset[str]:
+    """The TTLs of the Anthropic cache breakpoints in a body: where cache writes can be billed."""
+    if wire != "anthropic":
+        return frozenset()
+    ttls: set[str] = set()
+
+    def see(holder: Any) -> None:
+        cc = holder.get("cache_control") if isinstance(holder, dict) else None
+        if isinstance(cc, dict):
+            ttls.add(cc.get("ttl") or "5m")
+
+    see(body)
+    for t in body.get("tools") or ():
+        see(t)
+    system = body.get("system")
+    for block in system if isinstance(system, list) else ():
+        see(block)
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        for block in content if isinstance(content, list) else ():
+            see(block)
+    return frozenset(ttls)

@@ -1,0 +1,128 @@
+"""Budgets as a pipeline stage: reserve the worst case before the provider call, settle after.
+
+Runs after routing (the price depends on the deployment) and is best placed last, just before
+the provider call, so that it estimates the request exactly as it will be sent (prompt-cache
+breakpoints included: they decide whether cache writes can be billed).
+
+What happens to the reservation:
+
+- a whole answer: settled at its exact cost;
+- a stream that ends: settled at its exact cost, after the last event;
+- a stream that breaks off or is abandoned after it started (client gone, upstream cut): the
+  provider billed an unknown part of it, so the worst case is charged (`broken_streams:
+  charge`, the default) or nothing (`release`);
+- an error before any answer (upstream 4xx/5xx, connection refused, cancellation): released.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from thrifty.budgets.enforcer import Enforcer, Reservation
+from thrifty.budgets.estimate import Estimator
+from thrifty.budgets.scopes import CallScopes
+from thrifty.core.pipeline import Answer, Call, Next, Stage
+from thrifty.core.usage import Usage
+from thrifty.pricing import PriceBook
+
+log = logging.getLogger("thrifty.budgets")
+
+# Re-routes a call to a cheaper tier (changing call.route and call.upstream_body); False if none.
+Downgrade = Callable[[Call, Reservation], Awaitable[bool]]
+
+
+class Budgets(Stage):
+    name = "budgets"
+
+    def __init__(self, enforcer: Enforcer, prices: PriceBook, *, estimator: Estimator | None = None,
+                 downgrade: Downgrade | None = None,
+                 on_reserved: Callable[[Call, Reservation], None] | None = None) -> None:
+        self.enforcer = enforcer
+        self.estimator = estimator or Estimator(prices, enforcer.config.estimate)
+        self.downgrade = downgrade
+        self.on_reserved = on_reserved  # e.g. keep reservation.headers() for the response
+        self.charge_broken = enforcer.config.broken_streams == "charge"
+        self.cap_output = enforcer.config.estimate.enforce_output_cap
+        self._unpriced: set[str] = set()
+
+    async def __call__(self, call: Call, call_next: Next) -> Answer:
+        enforcer = self.enforcer
+        scopes = CallScopes.of(call)
+        if not enforcer.has_limits(scopes):
+            return await call_next(call)
+        route, body = call.route, call.upstream_body
+        assert route is not None and body is not None, "Budgets runs after routing"
+        wire = route.provider.wire
+        est = self.estimator.estimate(body, wire, route.model, route.price_provider)
+        if not est.capped and self.cap_output and enforcer.needs_bound(scopes):
+            # Without a cap the output is unbounded; the one the reservation assumed is sent.
+            call.upstream_body = with_output_cap(body, wire, self.estimator.default_cap(route.model))
+        if est.usd is None:
+            self._warn_unpriced(route.model)
+        r = await enforcer.reserve(scopes, est.usd, est.tokens)
+        if r.downgrade and not (self.downgrade is not None and await self._downgrade(call, r)):
+            await enforcer.release(r)
+            i = next(i for i, a in enumerate(r.applied) if a.budget.name in r.downgraded_by)
+            raise enforcer.exceeded(r, i, reason="has no room for this call and it has no cheaper tier")
+        if self.on_reserved is not None:
+            self.on_reserved(call, r)
+        try:
+            answer = await call_next(call)
+        except BaseException:
+            await enforcer.release(r)
+            raise
+        if answer.events is None:
+            await enforcer.settle(r, answer.cost, used_tokens(answer.usage))
+        else:
+            answer.events = self._settled(answer, answer.events, r)
+        return answer
+
+    async def _downgrade(self, call: Call, r: Reservation) -> bool:
+        assert self.downgrade is not None
+        try:
+            return await self.downgrade(call, r)
+        except BaseException:
+            await self.enforcer.release(r)
+            raise
+
+    async def _settled(self, answer: Answer, events: AsyncIterator[dict[str, Any]],
+                       r: Reservation) -> AsyncIterator[dict[str, Any]]:
+        # Unlike pipeline.after_answer, the finally also runs when the stream breaks off or the
+        # consumer drops it (aclose, or the event loop's finalizer for abandoned generators).
+        started = False
+        try:
+            async for event in events:
+                started = True
+                yield event
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None and not answer.complete:
+                try:
+                    await aclose()  # let the upstream connection go now
+                except Exception:  # noqa: BLE001 - the stream is already broken; settling matters more
+                    log.debug("closing an abandoned upstream stream failed", exc_info=True)
+            if answer.complete:
+                await self.enforcer.settle(r, answer.cost, used_tokens(answer.usage))
+            elif started and self.charge_broken:
+                await self.enforcer.settle(r, r.worst_usd, r.worst_tokens)
+            else:
+                await self.enforcer.release(r)
+
+    def _warn_unpriced(self, model: str) -> None:
+        if model not in self._unpriced and len(self._unpriced) < 1000:
+            self._unpriced.add(model)
+            log.warning("budgets: model %r has no price; USD budgets do not count its calls "
+                        "(token budgets and rate limits do); add a price override", model)
+
+
+def used_tokens(usage: Usage) -> int:
+    """What token budgets count: every input token, cached or not, and every output token."""
+    return usage.prompt_tokens + usage.output_tokens
+
+
+def with_output_cap(body: dict[str, Any], wire: str, cap: int) -> dict[str, Any]:
+    """The body with an output cap where it has none (max_completion_tokens on OpenAI, which
+    every current OpenAI model takes, reasoning ones included; max_tokens on Anthropic)."""
+    field = "max_tokens" if wire == "anthropic" else "max_completion_tokens"
+    return {**body, field: cap}
