@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-scale", type=float, default=0.05,
                    help="scale of the emulator's model latencies (1 = realistic; default 0.05)")
     p.add_argument("--workdir", help="where the ledger and logs go (default: a new temporary folder)")
+    p.add_argument("--no-semantic", dest="semantic", action="store_false",
+                   help="leave the semantic cache off (it loads a small local embedding model)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
 
@@ -41,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     say(f"thrifty demo: work folder {work}")
     with processes.start_emulator(latency_scale=args.latency_scale, log_path=str(work / "emulator.log")) as emu:
-        config_path = localstack.write_config(
-            str(work / "thrifty.yaml"), localstack.local_config(emu.url, f"sqlite:///{ledger_path}"))
+        config = localstack.local_config(emu.url, f"sqlite:///{ledger_path}")
+        if args.semantic:
+            # FAQ traffic: the same policy prompt, questions that vary in wording.
+            config["levers"] = {"semantic_cache": {"enabled": True}}
+            config["routes"] = [{"name": "faq", "match": {"feature": "support-chat"}, "semantic_cache": True}]
+        config_path = localstack.write_config(str(work / "thrifty.yaml"), config)
         say(f"  emulator (upstream)  {emu.url}")
         gw = processes.start_gateway(config_path, log_path=str(work / "gateway.log"))
         say(f"  gateway              {gw.url}")
@@ -79,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         "baseline_usd": sum((r["baseline_cost_usd"] for r in everything), Decimal(0)),
         "saved_prompt_cache_usd": sum((r["saved_prompt_cache_usd"] for r in everything), Decimal(0)),
         "saved_response_cache_usd": sum((r["saved_response_cache_usd"] for r in everything), Decimal(0)),
-        "cache_hits": len(ledger.rows("cache IN ('exact', 'semantic')")),
+        "exact_hits": len(ledger.rows("cache = 'exact'")),
+        "semantic_hits": len(ledger.rows("cache = 'semantic'")),
+        "by_tier": ledger.totals("tier"),
         "emulator_invoice_usd": sum((v for v in invoice.values() if v is not None), Decimal(0)),
         "ledger_rows": ledger.count(),
         "emulator_requests": sum(m["requests"] for m in billing.get("models", {}).values()),
@@ -103,12 +111,13 @@ def _print_report(report: dict, gateway_url: str) -> None:
 
     table("feature", report["by_feature"])
     table("model", report["by_model"])
+    table("tier", report["by_tier"])
     base, cost = report["baseline_usd"], report["ledger_total_usd"]
     print(f"\nsaving per lever (against the same calls with no lever)")
     print(f"  without any lever         ${base:.6f}")
     print(f"  provider prompt caching  -${report['saved_prompt_cache_usd']:.6f}")
-    print(f"  exact response cache     -${report['saved_response_cache_usd']:.6f}"
-          f"  ({report['cache_hits']} answers served from cache)")
+    print(f"  response caches          -${report['saved_response_cache_usd']:.6f}"
+          f"  ({report['exact_hits']} exact and {report['semantic_hits']} semantic hits)")
     print(f"  actual                    ${cost:.6f}"
           + (f"  ({(1 - cost / base) * 100:.1f}% saved)" if base else ""))
     print(f"\nledger total      ${report['ledger_total_usd']:.6f} over {report['ledger_rows']} rows")

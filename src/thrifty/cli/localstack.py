@@ -54,6 +54,17 @@ def local_config(emulator_url: str, ledger_url: str, *, timeout_s: float = 30.0,
         },
         "deployments": deployments,
         "aliases": {"fast": "gpt-4o-mini", "smart": "claude-sonnet-4-5"},
+        # Clients that ask for `thrifty/auto` get the cheapest tier the request's shape allows.
+        "routing": {
+            "tiers": {"fast": ["gpt-5-nano", "gpt-4o-mini", "claude-haiku-4-5"],
+                      "standard": ["gpt-4o", "claude-sonnet-4-5"], "heavy": ["claude-opus-4-1"]},
+            "default_tier": "standard",
+            "rules": [
+                {"name": "trivial", "when": {"request_type": ["classification", "extraction", "rewrite"]},
+                 "tier": "fast"},
+                {"name": "agents", "when": {"request_type": ["agentic"]}, "tier": "heavy"},
+            ],
+        },
         "keys": {DEMO_KEY: {"tenant": "demo"}, OTHER_KEY: {"tenant": "other"}},
     }
 

@@ -107,8 +107,8 @@ def build_workload(n: int = 60, seed: int = 7) -> list[Call]:
                 # FAQ traffic is skewed: a few questions make up much of it, asked word for word.
                 {"role": "user", "content": rng.choice(questions[:8] if rng.random() < 0.4 else questions)}],
                 "temperature": 0}))
-        elif r < 0.55:  # ticket triage into a JSON schema on a small open model
-            calls.append(Call("ticket-triage", {"model": "llama-3.1-8b-instant", "messages": [
+        elif r < 0.55:  # ticket triage into a JSON schema; the router picks the tier
+            calls.append(Call("ticket-triage", {"model": "thrifty/auto", "messages": [
                 {"role": "user", "content": "Classify this ticket: " + rng.choice(questions)}],
                 "response_format": {"type": "json_schema",
                                     "json_schema": {"name": "triage", "schema": TRIAGE_SCHEMA, "strict": True}}}))
