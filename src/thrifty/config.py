@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from thrifty.budgets.limits import BudgetsConfig
 from thrifty.errors import ConfigError
 from thrifty.pricing.override import PriceOverride
+from thrifty.providers.reliability import ReliabilityConfig
 from thrifty.routing.rules import RoutingConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -148,6 +149,7 @@ class Config(_Strict):
     routes: list[RouteConfig] = []
     routing: RoutingConfig | None = None  # tiers and rules; clients ask for `thrifty/auto` or a tier
     budgets: BudgetsConfig = BudgetsConfig()  # hard spend limits and rate limits
+    reliability: ReliabilityConfig = ReliabilityConfig()  # retries, fallback in a tier, breakers, deadline
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Config":

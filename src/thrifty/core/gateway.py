@@ -14,6 +14,7 @@ from thrifty.errors import AuthenticationFailed, ConfigError, NotFound
 from thrifty.ledger import Ledger, open_ledger
 from thrifty.pricing import PriceBook
 from thrifty.providers.base import Provider, provider_class
+from thrifty.providers.reliability import Reliability
 from thrifty.routing.router import Router
 from thrifty.shaping import PromptCachePlanner, PromptCachePolicy
 from thrifty.tokens import get_encoding
@@ -63,8 +64,10 @@ class Gateway:
         self.prompt_cache = PromptCachePlanner(policy)
         self.semantic_cache = _semantic_cache(config, config_path) if config.levers.semantic_cache.enabled else None
         self.budgets = Enforcer(config.budgets)
+        self.reliability = Reliability(config.reliability)
         self.router = (Router(config.routing, deployments=config.deployments, aliases=config.aliases,
-                              prices=self.prices, config_path=config_path)
+                              prices=self.prices, health=self.reliability.breakers.is_healthy,
+                              config_path=config_path)
                        if config.routing is not None else None)
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
