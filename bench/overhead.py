@@ -4,7 +4,13 @@ Set-up (2 cores): the gateway pinned alone to core 0; the emulator (zero latency
 generator (wrk with a Lua body script) share core 1. For each concurrency, wrk runs against the
 emulator directly, then against the gateway in front of it; the difference is what Thrifty adds.
 
-    python bench/overhead.py [--duration 10] [--concurrency 1 16 64] [--out bench/results/overhead.json]
+With several `--servers`, one gateway per HTTP server (`thrifty serve --server NAME`, each with its
+own ledger) runs for the whole benchmark, all pinned to core 0; at each concurrency they are measured
+one after the other against the same direct run, the order rotating from one concurrency to the
+next. An idle gateway uses under 0.2% of a core (measured), so it does not disturb the other.
+
+    python bench/overhead.py [--duration 10] [--concurrency 1 16 64] [--servers uvicorn granian]
+                             [--out bench/results/overhead.json]
 
 Needs `wrk` (Debian package `wrk`) and `taskset`.
 """
@@ -12,6 +18,7 @@ Needs `wrk` (Debian package `wrk`) and `taskset`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +29,8 @@ import time
 from pathlib import Path
 
 from thrifty.cli import localstack, processes
+from thrifty.cli.serve import DEFAULT_SERVER, SERVERS
+from thrifty.ledger import SQLiteLedger
 
 BODY = {"model": "gpt-4o-mini", "messages": [
     {"role": "system", "content": "You are a helpful assistant for an online shop."},
@@ -59,13 +68,27 @@ def run_wrk(url: str, script: str, concurrency: int, duration: int, cpu: int) ->
     return r
 
 
+def start_gateway(config_path: str, server: str, cpu: int, log_path: str) -> processes.Server:
+    port = processes.free_port()
+    return processes.start_server(f"gateway ({server})", ["serve", "--config", config_path, "--port", str(port),
+                                                          "--server", server],
+                                  port, log_path=log_path, cpu=cpu)
+
+
+def fmt(r: dict) -> str:
+    return f"{r['rps']:8.0f} req/s p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:6.2f} ms"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target (default 2)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--servers", nargs="+", choices=SERVERS, default=[DEFAULT_SERVER],
+                    help=f"HTTP servers to run the gateway with, each measured (default: {DEFAULT_SERVER})")
     ap.add_argument("--out", default="bench/results/overhead.json")
     args = ap.parse_args(argv)
+    servers = list(dict.fromkeys(args.servers))
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             print(f"bench: `{tool}` not found (apt-get install {tool})", file=sys.stderr)
@@ -75,27 +98,43 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="thrifty-bench-"))
     results: dict = {"set_up": {"gateway_cpu": gw_cpu, "emulator_and_wrk_cpu": load_cpu,
-                                "duration_s": args.duration, "body": BODY, "cpus": ncpu}, "runs": []}
-    with processes.start_emulator(latency_scale=0.0, cpu=load_cpu, log_path=str(work / "emu.log")) as emu:
-        cfg = localstack.write_config(str(work / "thrifty.yaml"),
-                                      localstack.local_config(emu.url, f"sqlite:///{work}/ledger.db"))
-        with processes.start_gateway(cfg, cpu=gw_cpu, log_path=str(work / "gw.log")) as gw:
-            script = work / "body.lua"
-            script.write_text(LUA % {"body": json.dumps(BODY), "key": localstack.DEMO_KEY})
-            targets = {"direct": f"{emu.url}/v1/chat/completions", "gateway": f"{gw.url}/v1/chat/completions"}
-            for c in args.concurrency:
-                row = {"concurrency": c}
-                for name, url in targets.items():
-                    run_wrk(url, str(script), c, args.warmup, load_cpu)
-                    row[name] = run_wrk(url, str(script), c, args.duration, load_cpu)
-                d, g = row["direct"], row["gateway"]
-                row["added_p50_ms"] = (g["p50_us"] - d["p50_us"]) / 1000
-                row["added_p99_ms"] = (g["p99_us"] - d["p99_us"]) / 1000
-                results["runs"].append(row)
-                print(f"c={c:<3} direct {d['rps']:8.0f} req/s p50 {d['p50_us']/1000:6.2f} ms p99 {d['p99_us']/1000:6.2f} ms | "
-                      f"gateway {g['rps']:8.0f} req/s p50 {g['p50_us']/1000:6.2f} ms p99 {g['p99_us']/1000:6.2f} ms | "
-                      f"added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms | "
-                      f"errors {g['non2xx'] + g['socket_errors']}", flush=True)
+                                "duration_s": args.duration, "warmup_s": args.warmup, "body": BODY,
+                                "cpus": ncpu, "servers": servers}, "runs": []}
+    completed = {s: 0 for s in servers}
+    with processes.start_emulator(latency_scale=0.0, cpu=load_cpu, log_path=str(work / "emu.log")) as emu, \
+            contextlib.ExitStack() as stack:
+        gateways: dict[str, processes.Server] = {}
+        for server in servers:
+            cfg = localstack.write_config(str(work / f"thrifty-{server}.yaml"),
+                                          localstack.local_config(emu.url, f"sqlite:///{work}/ledger-{server}.db"))
+            gateways[server] = stack.enter_context(
+                start_gateway(cfg, server, gw_cpu, str(work / f"gw-{server}.log")))
+        script = work / "body.lua"
+        script.write_text(LUA % {"body": json.dumps(BODY), "key": localstack.DEMO_KEY})
+        path = "/v1/chat/completions"
+        for i, c in enumerate(args.concurrency):
+            run_wrk(emu.url + path, str(script), c, args.warmup, load_cpu)
+            d = run_wrk(emu.url + path, str(script), c, args.duration, load_cpu)
+            row: dict = {"concurrency": c, "direct": d, "gateways": {}}
+            print(f"c={c:<3} direct            {fmt(d)}", flush=True)
+            k = i % len(servers)
+            for server in servers[k:] + servers[:k]:
+                url = gateways[server].url + path
+                w = run_wrk(url, str(script), c, args.warmup, load_cpu)
+                g = run_wrk(url, str(script), c, args.duration, load_cpu)
+                completed[server] += w["requests"] - w["non2xx"] + g["requests"] - g["non2xx"]
+                g["added_p50_ms"] = (g["p50_us"] - d["p50_us"]) / 1000
+                g["added_p99_ms"] = (g["p99_us"] - d["p99_us"]) / 1000
+                row["gateways"][server] = g
+                print(f"c={c:<3} gateway {server:<8}  {fmt(g)} | added p50 {g['added_p50_ms']:.2f} ms "
+                      f"p99 {g['added_p99_ms']:.2f} ms | errors {g['non2xx'] + g['socket_errors']}", flush=True)
+            results["runs"].append(row)
+    # The gateways stopped gracefully (SIGINT) above: each ledger holds a row per answered call
+    # (more when wrk gave up on calls still in flight at the end of a run).
+    results["ledger"] = {s: {"rows": SQLiteLedger(str(work / f"ledger-{s}.db")).count(),
+                             "answered_200": completed[s]} for s in servers}
+    for s, v in results["ledger"].items():
+        print(f"ledger ({s}): {v['rows']} rows for {v['answered_200']} answered calls")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -27,6 +27,7 @@ class Provider(ABC):
         self.config = config
         self.url = config.base_url.rstrip("/") + self.path
         self._forward = tuple(h.lower() for h in config.forward_headers)
+        self._auth = self.auth_headers()  # fixed for the process: built once, not per call
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -56,7 +57,7 @@ class Provider(ABC):
         """One SSE event as a dict, or None at the end-of-stream marker. Raises on error events."""
 
     def _headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
-        headers = {"content-type": "application/json", **self.auth_headers()}
+        headers = {"content-type": "application/json", **self._auth}
         for h in self._forward:
             v = client_headers.get(h)
             if v is not None:
