@@ -91,7 +91,7 @@ def start_emulator(*, latency_scale: float = 0.0, log_path: str | None = None, c
 
 
 def start_gateway(config_path: str, *, log_path: str | None = None, cpu: int | None = None,
-                  env: dict[str, str] | None = None) -> Server:
+                  env: dict[str, str] | None = None, extra: list[str] | None = None) -> Server:
     port = free_port()
-    return start_server("gateway", ["serve", "--config", config_path, "--port", str(port)], port,
-                        log_path=log_path, cpu=cpu, env=env)
+    return start_server("gateway", ["serve", "--config", config_path, "--port", str(port), *(extra or [])],
+                        port, log_path=log_path, cpu=cpu, env=env)

@@ -26,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
                    help=f"HTTP server: uvicorn (httptools + uvloop) or granian (Rust, hyper; "
                         f"uvloop); one worker either way (default: {DEFAULT_SERVER})")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes on one port (uvicorn). Each has its own in-process caches "
+                        "and budget counters: with N > 1 use the redis backends to act as one gateway")
     p.set_defaults(run=run)
 
 
@@ -45,9 +48,24 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     print(f"thrifty: gateway listening on http://{host}:{port} (config {args.config}, {args.server})",
           flush=True)
+    if args.workers < 1:
+        raise ThriftyError("--workers must be at least 1")
     if args.server == "granian":
+        if args.workers != 1:
+            raise ThriftyError("--workers applies to --server uvicorn")
         del app  # granian builds its own in the worker process, through the factory
         _run_granian(args.config, host, port, args.log_level)
+    elif args.workers > 1:
+        import uvicorn
+
+        from thrifty.api.factory import CONFIG_ENV, TARGET
+
+        _warn_per_worker_state(config, args.workers)
+        del app  # each worker process builds its own through the factory
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        uvicorn.run(TARGET, factory=True, workers=args.workers, host=host, port=port, loop="uvloop",
+                    http="httptools", lifespan="on", access_log=False, log_level=args.log_level,
+                    timeout_graceful_shutdown=10)
     else:
         import uvicorn
 
@@ -75,3 +93,15 @@ def _run_granian(config_path: str, host: str, port: int, log_level: str) -> None
     Granian(TARGET, factory=True, address=host, port=port, interface=Interfaces.ASGI, workers=1,
             runtime_threads=1, loop=Loops.uvloop, http=HTTPModes.http1, websockets=False,
             log_level=LogLevels(log_level), log_access=False).serve()
+
+
+def _warn_per_worker_state(config, workers: int) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    log = logging.getLogger("thrifty.serve")
+    if (config.budgets.budgets or config.budgets.rate_limits) and config.budgets.backend.kind == "memory":
+        log.warning("%d workers with in-process budget counters: each worker enforces the limits on "
+                    "its own; set budgets.backend.kind: redis to share them", workers)
+    if config.levers.exact_cache.enabled and config.levers.exact_cache.backend == "memory":
+        log.warning("%d workers with an in-process exact cache: entries are not shared between "
+                    "workers; set levers.exact_cache.backend: redis (or sqlite) to share them", workers)
