@@ -17,6 +17,8 @@ def build_flow(gateway: Gateway) -> tuple[Next, dict[str, Stage]]:
     if gateway.semantic_cache is not None:
         stages.append(SemanticCaching(gateway.semantic_cache))
     stages += [
+        # Routing; with escalation checks it runs everything below once per attempt (a lower tier's
+        # answer that fails a check is re-run one tier up: each attempt is shaped, budgeted and billed).
         ModelRoute(gateway),
         PromptCaching(gateway.prompt_cache, gateway.prices),  # after routing: works on the wire format
         # Last before the provider: it prices the final upstream body's worst case (breakpoints included).

@@ -9,6 +9,7 @@ from thrifty.core.gateway import Gateway, Route
 from thrifty.core.pipeline import Answer, Call, Next, Stage
 from thrifty.errors import GatewayError
 from thrifty.providers.reliability import GiveUp, Reliability, ReliabilityConfig, RetryPlan, deadline_error
+from thrifty.routing.escalation import Escalation
 from thrifty.routing.features import features_from_body
 
 
@@ -16,24 +17,43 @@ class ModelRoute(Stage):
     """Serve the model the client named (or its alias) on its deployment.
 
     This is where the router of tiers and rules plugs in; it also builds the upstream body,
-    so the stages after it (shaping) work on the provider's wire format.
+    so the stages after it (shaping) work on the provider's wire format. When the routing
+    decision has escalation checks, the rest of the flow runs under `routing.escalation`:
+    the answer is checked and, on a failure, the call is re-run one tier up (a checked stream
+    is buffered until its checks pass; see that module for the latency trade-off).
     """
 
     name = "route"
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._escalation: Escalation | None = None
+
+    @property
+    def escalation(self) -> Escalation | None:
+        """The check runner and its counters (None without a router); built on first use."""
+        if self._escalation is None and self.gateway.router is not None:
+            self._escalation = Escalation(self.gateway)
+        return self._escalation
+
+    def snapshot(self) -> dict[str, Any]:
+        """Escalation counters (calls checked, escalations by check and by tier)."""
+        esc = self.escalation
+        return esc.snapshot() if esc is not None else {}
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
         gw, row = self.gateway, call.row
         router = gw.router
-        tier = None
         if router is not None and (router.handles(call.model) or router.config.allow_downgrade):
             features = features_from_body(call.body, call.surface.name, headers=call.headers, tenant=call.tenant)
             decision = router.decide(features, call.model)
+            esc = self.escalation
+            if decision.checks and esc is not None:
+                asked = esc.place(call, decision)
+                return await esc.run(call, call_next, decision, features, asked)
             route, tier = gw.route(decision.deployment), decision.tier
         else:
-            route = gw.route(call.model)
+            route, tier = gw.route(call.model), None
         call.route = route
         row.provider, row.served_model, row.tier = route.provider.name, route.model, tier or route.tier
         call.upstream_body = call.surface.upstream_body(
