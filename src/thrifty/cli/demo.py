@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         "exact_hits": len(ledger.rows("cache = 'exact'")),
         "semantic_hits": len(ledger.rows("cache = 'semantic'")),
         "by_tier": ledger.totals("tier"),
+        "escalations": len(ledger.rows("error_type LIKE 'escalated:%'")),
         "emulator_invoice_usd": sum((v for v in invoice.values() if v is not None), Decimal(0)),
         "ledger_rows": ledger.count(),
         "emulator_requests": sum(m["requests"] for m in billing.get("models", {}).values()),
@@ -112,6 +113,8 @@ def _print_report(report: dict, gateway_url: str) -> None:
     table("feature", report["by_feature"])
     table("model", report["by_model"])
     table("tier", report["by_tier"])
+    print(f"escalations: {report['escalations']} fast-tier answers failed a check and were re-run one tier up "
+          f"(each discarded attempt is its own ledger row)")
     base, cost = report["baseline_usd"], report["ledger_total_usd"]
     print(f"\nsaving per lever (against the same calls with no lever)")
     print(f"  without any lever         ${base:.6f}")

@@ -60,8 +60,9 @@ def local_config(emulator_url: str, ledger_url: str, *, timeout_s: float = 30.0,
                       "standard": ["gpt-4o", "claude-sonnet-4-5"], "heavy": ["claude-opus-4-1"]},
             "default_tier": "standard",
             "rules": [
+                # A fast-tier answer that is empty, a refusal, cut off or off-schema is re-run one tier up.
                 {"name": "trivial", "when": {"request_type": ["classification", "extraction", "rewrite"]},
-                 "tier": "fast"},
+                 "tier": "fast", "checks": ["empty", "refusal", "truncated", "schema"]},
                 {"name": "agents", "when": {"request_type": ["agentic"]}, "tier": "heavy"},
             ],
         },
