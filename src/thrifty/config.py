@@ -53,6 +53,21 @@ class KeyConfig(_Strict):
     name: str | None = None
 
 
+class AdminConfig(_Strict):
+    """The admin API (virtual keys, spend). Off (its routes answer 404) unless `key` is set."""
+
+    key: str | None = None  # e.g. ${THRIFTY_ADMIN_KEY}; empty means no admin API
+    key_store: Literal["memory", "redis"] = "memory"  # redis: keys made on one replica hold on all
+    redis_url: str | None = None
+    prefix: str = "thrifty:keys:"  # Redis key prefix of the key store
+
+    @model_validator(mode="after")
+    def _store_reachable(self) -> "AdminConfig":
+        if self.key_store == "redis" and not self.redis_url:
+            raise ValueError("redis_url is required with key_store: redis")
+        return self
+
+
 class LedgerConfig(_Strict):
     url: str = "sqlite:///thrifty-ledger.db"  # or postgresql://user@host:5432/dbname
     store_bodies: bool = False
@@ -150,6 +165,7 @@ class Config(_Strict):
     routing: RoutingConfig | None = None  # tiers and rules; clients ask for `thrifty/auto` or a tier
     budgets: BudgetsConfig = BudgetsConfig()  # hard spend limits and rate limits
     reliability: ReliabilityConfig = ReliabilityConfig()  # retries, fallback in a tier, breakers, deadline
+    admin: AdminConfig = AdminConfig()  # the admin API: virtual keys and spend
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Config":

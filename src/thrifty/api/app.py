@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from thrifty import jsonutil
+from thrifty.api.admin import AdminAPI
 from thrifty.api.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from thrifty.api.chat import handle_chat, new_request_id
 from thrifty.api.surfaces import ANTHROPIC, OPENAI, Surface
@@ -21,6 +22,7 @@ class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.flow, self.stages = build_flow(gateway)
+        self.admin = AdminAPI(gateway)
         self._chat: dict[tuple[str, str], Surface] = {
             ("POST", "/v1/chat/completions"): OPENAI,
             ("POST", "/chat/completions"): OPENAI,
@@ -46,6 +48,8 @@ class GatewayApp:
             await send_response(send, 200, b'{"status":"ok"}')
         elif method == "GET" and path in ("/v1/models", "/models"):
             await self._models(send, headers)
+        elif path == "/admin" or path.startswith("/admin/"):
+            await self.admin(scope, receive, send, headers)
         else:
             surface = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
             err = NotFound(f"no route for {method} {path}")
@@ -53,7 +57,7 @@ class GatewayApp:
 
     async def _models(self, send: Send, headers: dict[str, str]) -> None:
         try:
-            self.gateway.tenant_for(OPENAI.api_key(headers))
+            await self.gateway.tenant_for(OPENAI.api_key(headers))
         except GatewayError as err:
             await send_response(send, err.status, OPENAI.error_body(err, ""))
             return
@@ -68,7 +72,7 @@ class GatewayApp:
         """`{"request_id": ..., "bad": true}`: a cached answer was wrong. The semantic cache evicts
         it and tightens the namespace it came from."""
         try:
-            self.gateway.tenant_for(OPENAI.api_key(headers))
+            await self.gateway.tenant_for(OPENAI.api_key(headers))
             try:
                 body = jsonutil.loads(await read_body(receive, headers, 64 * 1024))
             except ValueError:

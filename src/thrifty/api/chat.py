@@ -47,7 +47,7 @@ async def handle_chat(gw: Gateway, flow: Next, surface: Surface, scope: Scope, r
     clock0 = time.perf_counter()
     rid = new_request_id()
     try:
-        tenant = gw.tenant_for(surface.api_key(headers))
+        tenant = await gw.tenant_for(surface.api_key(headers))
     except GatewayError as err:
         # No valid key: answered, but not recorded (there is no tenant to charge it to).
         await send_response(send, err.status, surface.error_body(err, rid), {"x-thrifty-request-id": rid})

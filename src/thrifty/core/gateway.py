@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from thrifty.budgets import Enforcer
 from thrifty.cache import CacheBackend, ExactCache, MemoryLRU, RedisStore, SQLiteStore
 from thrifty.config import Config, ExactCacheConfig
+from thrifty.core.keys import KeyStore, open_key_store
 from thrifty.core.policy import Policies
 from thrifty.errors import AuthenticationFailed, ConfigError, NotFound
 from thrifty.ledger import Ledger, open_ledger
@@ -71,6 +72,12 @@ class Gateway:
                        if config.routing is not None else None)
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
+        # Keys made through the admin API. A Redis store is opened whenever configured (a replica
+        # without the admin key still honours the shared keys); memory only with the admin API on.
+        admin = config.admin
+        self.key_store: KeyStore | None = (
+            open_key_store(admin.key_store, admin.redis_url, admin.prefix)
+            if admin.key_store == "redis" or admin.key else None)
 
     async def start(self) -> None:
         self.ledger.start()
@@ -86,17 +93,28 @@ class Gateway:
             await p.close()
         await self.exact_cache.close()
         await self.budgets.close()
+        if self.key_store is not None:
+            await self.key_store.close()
         self.ledger.close()
 
-    def tenant_for(self, key: str | None) -> str:
-        """The tenant a virtual key belongs to."""
+    async def tenant_for(self, key: str | None) -> str:
+        """The tenant a virtual key belongs to: config keys first (in memory), then the key store
+        (one Redis GET on the digest, no cache, so a revocation holds at once everywhere)."""
         if not key:
             raise AuthenticationFailed("missing API key: send your Thrifty virtual key as the API key",
                                        code="invalid_api_key")
-        found = self._keys.get(_digest(key))
+        d = _digest(key)
+        found = self._keys.get(d)
+        if found is None and self.key_store is not None:
+            record = await self.key_store.lookup(d)
+            found = None if record is None else record.tenant
         if found is None:
             raise AuthenticationFailed("invalid API key: not a Thrifty virtual key", code="invalid_api_key")
         return found
+
+    def config_key_tenant(self, key: str) -> str | None:
+        """The tenant of a key from the config file (None when it is not one)."""
+        return self._keys.get(_digest(key))
 
     def route(self, model: str) -> Route:
         try:

@@ -1,0 +1,152 @@
+"""The admin API: virtual keys (create, list, revoke) and budget spend, behind the admin key.
+
+    POST   /admin/keys        {"tenant": "acme", "name": "ci"} -> 201 {"key", "id", "tenant", "name", "created_at"}
+    GET    /admin/keys        -> {"object": "list", "data": [...]}   (never a key, only ids)
+    DELETE /admin/keys/{id}   -> {"id", "tenant", "revoked": true}
+    GET    /admin/spend?scope=tenant&value=acme[&tenant=...] -> the enforcer's spend per budget
+
+The admin key (`admin.key`) is sent like any API key (`Authorization: Bearer` or `x-api-key`).
+No admin key configured: every /admin route answers 404. Missing or wrong admin key: 401; a
+virtual key sent as the admin key: 403. Errors use OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from thrifty import jsonutil
+from thrifty.api.asgi import Receive, Scope, Send, read_body, send_response
+from thrifty.api.surfaces import OPENAI
+from thrifty.core.gateway import Gateway
+from thrifty.core.keys import ID_LEN, digest, key_id
+from thrifty.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound, PermissionDenied
+
+log = logging.getLogger("thrifty.admin")
+
+_MAX_BODY = 16 * 1024
+
+
+class AdminAPI:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        key = gateway.config.admin.key
+        self._admin_digest = digest(key) if key else None
+        # Config keys, by id, for listing and for refusing to revoke them (the keys are not kept here).
+        self._config_keys = {}
+        for k, v in gateway.config.keys.items():
+            kid = key_id(digest(k))
+            self._config_keys[kid] = {"id": kid, "tenant": v.tenant, "name": v.name, "created_at": None,
+                                      "source": "config"}
+
+    @property
+    def enabled(self) -> bool:
+        return self._admin_digest is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        method, path = scope["method"], scope["path"]
+        try:
+            if not self.enabled:
+                raise NotFound("the admin API is disabled: set admin.key in the gateway config to enable it")
+            await self._authorize(headers)
+            status, body = await self._dispatch(method, path, scope, receive, headers)
+        except GatewayError as err:
+            await send_response(send, err.status, OPENAI.error_body(err, ""))
+            return
+        except Exception as exc:  # a bug of ours: answer cleanly
+            log.exception("unhandled error in admin request %s %s", method, path)
+            err = GatewayError(f"internal gateway error: {type(exc).__name__}", status=500)
+            await send_response(send, 500, OPENAI.error_body(err, ""))
+            return
+        await send_response(send, status, jsonutil.dumps(body))
+
+    async def _authorize(self, headers: dict[str, str]) -> None:
+        given = OPENAI.api_key(headers)
+        if not given:
+            raise AuthenticationFailed("missing admin key: send the admin key as a Bearer token",
+                                       code="invalid_admin_key")
+        assert self._admin_digest is not None
+        if hmac.compare_digest(digest(given), self._admin_digest):
+            return
+        try:
+            await self.gateway.tenant_for(given)
+        except GatewayError:  # not a virtual key (or the key store is down: still not the admin key)
+            raise AuthenticationFailed("invalid admin key", code="invalid_admin_key") from None
+        raise PermissionDenied("a virtual key cannot be used as the admin key", code="not_admin_key")
+
+    async def _dispatch(self, method: str, path: str, scope: Scope, receive: Receive,
+                        headers: dict[str, str]) -> tuple[int, Any]:
+        if path == "/admin/keys":
+            if method == "POST":
+                return await self._create(receive, headers)
+            if method == "GET":
+                return 200, await self._list()
+            raise _method_not_allowed(method, path)
+        if path.startswith("/admin/keys/"):
+            if method == "DELETE":
+                return 200, await self._revoke(path[len("/admin/keys/"):])
+            raise _method_not_allowed(method, path)
+        if path == "/admin/spend":
+            if method == "GET":
+                return 200, await self._spend(scope)
+            raise _method_not_allowed(method, path)
+        raise NotFound(f"no admin route for {method} {path}")
+
+    async def _create(self, receive: Receive, headers: dict[str, str]) -> tuple[int, Any]:
+        try:
+            body = jsonutil.loads(await read_body(receive, headers, _MAX_BODY))
+        except ValueError:
+            raise InvalidRequest("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        tenant, name = body.get("tenant"), body.get("name")
+        if not isinstance(tenant, str) or not tenant.strip():
+            raise InvalidRequest("'tenant' (a non-empty string) is required", param="tenant")
+        if name is not None and not isinstance(name, str):
+            raise InvalidRequest("'name' must be a string", param="name")
+        store = self.gateway.key_store
+        assert store is not None  # there is one whenever the admin API is on
+        key, record = await store.create(tenant, name)
+        log.info("admin: created key %s for tenant %s", record.id, tenant)  # the id, never the key
+        return 201, {"key": key, "id": record.id, "tenant": record.tenant, "name": record.name,
+                     "created_at": record.created_at}
+
+    async def _list(self) -> dict[str, Any]:
+        store = self.gateway.key_store
+        made = [r.public() for r in await store.list()] if store is not None else []
+        return {"object": "list", "data": list(self._config_keys.values()) + made}
+
+    async def _revoke(self, kid: str) -> dict[str, Any]:
+        if len(kid) != ID_LEN or any(c not in "0123456789abcdef" for c in kid):
+            raise NotFound(f"no key with id {kid!r} (ids are {ID_LEN} lower-case hex digits)")
+        if kid in self._config_keys:
+            raise PermissionDenied(f"key {kid} comes from the config file and is read-only: it cannot be revoked "
+                                   "through the API; remove it from the config file instead",
+                                   code="read_only_key")
+        store = self.gateway.key_store
+        record = await store.revoke(kid) if store is not None else None
+        if record is None:
+            raise NotFound(f"no key with id {kid!r}", code="key_not_found")
+        log.info("admin: revoked key %s of tenant %s", record.id, record.tenant)
+        return {"id": record.id, "tenant": record.tenant, "name": record.name, "revoked": True}
+
+    async def _spend(self, scope: Scope) -> dict[str, Any]:
+        from thrifty.budgets.backend import StoreUnavailable
+
+        q = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        which = q.get("scope")
+        if not which:
+            raise InvalidRequest("'scope' is required (global, tenant, feature, user, task, ...)", param="scope")
+        try:
+            return await self.gateway.budgets.spend(which, q.get("value"), tenant=q.get("tenant"))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="value") from None
+        except StoreUnavailable as exc:
+            raise GatewayError(f"the budget counters cannot be read: {exc}", status=503,
+                               code="budget_store_unavailable") from None
+
+
+def _method_not_allowed(method: str, path: str) -> GatewayError:
+    return InvalidRequest(f"{method} is not allowed on {path}", status=405, code="method_not_allowed")
