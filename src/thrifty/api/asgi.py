@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from thrifty.errors import RequestTooLarge
 
@@ -40,7 +40,7 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _raw_headers(content_type: bytes, extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+def raw_headers(content_type: bytes, extra: Mapping[str, str] | None = None) -> list[tuple[bytes, bytes]]:
     out = [(b"content-type", content_type)]
     if extra:
         out.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
@@ -49,14 +49,14 @@ def _raw_headers(content_type: bytes, extra: dict[str, str] | None) -> list[tupl
 
 async def send_response(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None,
                         content_type: bytes = JSON) -> None:
-    raw = _raw_headers(content_type, headers)
+    raw = raw_headers(content_type, headers)
     raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
 async def start_stream(send: Send, headers: dict[str, str]) -> None:
-    raw = _raw_headers(SSE, headers)
+    raw = raw_headers(SSE, headers)
     raw.append((b"cache-control", b"no-cache"))
     await send({"type": "http.response.start", "status": 200, "headers": raw})
 

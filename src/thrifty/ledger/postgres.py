@@ -25,7 +25,6 @@ import os
 import re
 import threading
 import time
-from decimal import Decimal
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
@@ -35,7 +34,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from thrifty.errors import ConfigError
 from thrifty.ledger.base import BufferedLedger
 from thrifty.ledger.schema import (CALL_COLUMNS, GROUP_COLUMNS, MIGRATIONS, MIGRATIONS_TABLE, LedgerRow,
-                                   Migration, body_params, call_params, row_from_db)
+                                   Migration, body_params, call_params, row_from_db, totals_from_rows)
 from thrifty.ledger.spool import Spool
 
 log = logging.getLogger("thrifty.ledger")
@@ -452,14 +451,7 @@ class PostgresLedger(BufferedLedger):
             saved_rc=_MONEY_SUM.format("saved_response_cache_usd"))
         with self._reader() as conn:
             found = conn.execute(sql, tuple(params)).fetchall()
-        out = [{"key": key, "calls": calls, "cost_usd": Decimal(cost), "unpriced_calls": unpriced,
-                "prompt_tokens": prompt, "cached_tokens": cached, "cache_write_tokens": written,
-                "completion_tokens": completion, "baseline_cost_usd": Decimal(baseline),
-                "saved_prompt_cache_usd": Decimal(saved_pc), "saved_response_cache_usd": Decimal(saved_rc)}
-               for (key, calls, cost, unpriced, prompt, cached, written, completion,
-                    baseline, saved_pc, saved_rc) in found]
-        out.sort(key=lambda t: (-t["cost_usd"], -t["calls"], t["key"] is None, t["key"] or ""))
-        return out
+        return totals_from_rows(found)
 
     def count(self) -> int:
         with self._reader() as conn:

@@ -203,3 +203,16 @@ def row_from_json(data: dict[str, Any]) -> LedgerRow:
         if kw.get(f) is not None:
             kw[f] = Decimal(kw[f])
     return LedgerRow(**kw)
+
+
+def totals_from_rows(found: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """totals() results from the grouped query's rows (the same columns on every backend), most
+    expensive first. Money arrives as exact text or NUMERIC and leaves as Decimal."""
+    out = [{"key": key, "calls": calls, "cost_usd": Decimal(cost), "unpriced_calls": unpriced,
+            "prompt_tokens": prompt, "cached_tokens": cached, "cache_write_tokens": written,
+            "completion_tokens": completion, "baseline_cost_usd": Decimal(baseline),
+            "saved_prompt_cache_usd": Decimal(saved_pc), "saved_response_cache_usd": Decimal(saved_rc)}
+           for (key, calls, cost, unpriced, prompt, cached, written, completion,
+                baseline, saved_pc, saved_rc) in found]
+    out.sort(key=lambda t: (-t["cost_usd"], -t["calls"], t["key"] is None, t["key"] or ""))
+    return out

@@ -16,8 +16,9 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from thrifty import jsonutil
-from thrifty.providers.emulator.asgi import (SSE, BodyTooLarge, DisconnectWatch, Receive, Scope, Send,
-                                             header_map, raw_headers, read_body, send_body)
+from thrifty.errors import RequestTooLarge
+from thrifty.providers.emulator.asgi import (SSE, DisconnectWatch, Receive, Scope, Send, header_map, raw_headers,
+                                             read_body, send_body)
 from thrifty.providers.emulator.anthropic_wire import AnthropicWire
 from thrifty.providers.emulator.billing import Billing
 from thrifty.providers.emulator.faults import BadFaultHeader, Fault, fault_from_headers, roll_fault
@@ -94,8 +95,8 @@ class EmulatorApp:
 
     async def _json_body(self, wire: Wire, receive: Receive) -> Any:
         try:
-            raw = await read_body(receive, self.config.max_body_bytes)
-        except BodyTooLarge as exc:
+            raw = await read_body(receive, {}, self.config.max_body_bytes)
+        except RequestTooLarge as exc:
             raise WireError(413, "invalid_request", str(exc)) from None
         try:
             return jsonutil.loads(raw)

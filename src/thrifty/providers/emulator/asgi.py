@@ -3,48 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Mapping
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-JSON = b"application/json"
-SSE = b"text/event-stream"
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-def header_map(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"request body exceeds {limit} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def raw_headers(content_type: bytes, extra: Mapping[str, str] | None = None) -> list[tuple[bytes, bytes]]:
-    out = [(b"content-type", content_type)]
-    if extra:
-        out.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
-    return out
+# The ASGI basics are shared with the gateway; the emulator adds half-sent bodies and disconnects.
+from thrifty.api.asgi import JSON, SSE, Receive, Scope, Send, header_map, raw_headers, read_body  # noqa: F401
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: Mapping[str, str] | None = None,
