@@ -105,3 +105,16 @@ def redis_url() -> str:
             pytest.fail(f"{reason} and THRIFTY_REQUIRE_SERVICES=1")
         pytest.skip(f"{reason} (start redis-server; THRIFTY_REQUIRE_SERVICES=1 turns this into a failure)")
     return "redis://127.0.0.1:6379/0"
+
+
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    """Remove every key a test run wrote under its own unique prefix."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

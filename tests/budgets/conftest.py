@@ -13,6 +13,8 @@ from typing import Any, Callable
 import pytest
 import pytest_asyncio
 
+from tests.conftest import delete_redis_prefix
+
 from thrifty.budgets import BudgetsConfig, Enforcer
 from thrifty.budgets.backend import BudgetStore
 from thrifty.budgets.memory import MemoryStore
@@ -37,23 +39,11 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _cleanup(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def redis_prefix(redis_url):
     prefix = f"thrifty-test:budgets:{uuid.uuid4().hex}:"
     yield prefix
-    _cleanup(redis_url, prefix)
+    delete_redis_prefix(redis_url, prefix)
 
 
 @pytest.fixture(params=["memory", "redis"])

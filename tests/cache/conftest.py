@@ -8,21 +8,15 @@ import uuid
 import pytest
 import pytest_asyncio
 
+from tests.conftest import delete_redis_prefix
+
 
 @pytest.fixture(scope="session")
 def redis_prefix(redis_url):
     """A key prefix unique to this test run; every key under it is deleted afterwards."""
     prefix = f"thrifty-test:{uuid.uuid4().hex}:"
     yield prefix
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_prefix(redis_url, prefix)
 
 
 @pytest.fixture
