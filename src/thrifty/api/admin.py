@@ -4,6 +4,14 @@
     GET    /admin/keys        -> {"object": "list", "data": [...]}   (never a key, only ids)
     DELETE /admin/keys/{id}   -> {"id", "tenant", "revoked": true}
     GET    /admin/spend?scope=tenant&value=acme[&tenant=...] -> the enforcer's spend per budget
+    PUT    /admin/budgets/{name}  a BudgetConfig body -> 201 (new) or 200 (replaced) {..., "source": "api"}
+    GET    /admin/budgets     -> {"object": "list", "data": [...]}  (source "config" or "api")
+    DELETE /admin/budgets/{name}  -> {"name", "deleted": true}
+
+Budgets in force are the config file's (read-only here: 403) plus the API's; an API budget may
+not take a config budget's or rate limit's name (409). A change applies on this replica at once
+and on replicas sharing Redis (`admin.key_store: redis`) within about a second; counters are kept
+by budget name, so replacing a budget keeps what it has spent.
 
 The admin key (`admin.key`) is sent like any API key (`Authorization: Bearer` or `x-api-key`).
 No admin key configured: every /admin route answers 404. Missing or wrong admin key: 401; a
@@ -88,6 +96,17 @@ class AdminAPI:
             if method == "DELETE":
                 return 200, await self._revoke(path[len("/admin/keys/"):])
             raise _method_not_allowed(method, path)
+        if path == "/admin/budgets":
+            if method == "GET":
+                return 200, await self._list_budgets()
+            raise _method_not_allowed(method, path)
+        if path.startswith("/admin/budgets/"):
+            name = path[len("/admin/budgets/"):]
+            if method == "PUT":
+                return await self._put_budget(name, receive, headers)
+            if method == "DELETE":
+                return 200, await self._delete_budget(name)
+            raise _method_not_allowed(method, path)
         if path == "/admin/spend":
             if method == "GET":
                 return 200, await self._spend(scope)
@@ -131,6 +150,58 @@ class AdminAPI:
             raise NotFound(f"no key with id {kid!r}", code="key_not_found")
         log.info("admin: revoked key %s of tenant %s", record.id, record.tenant)
         return {"id": record.id, "tenant": record.tenant, "name": record.name, "revoked": True}
+
+    def _sync(self):  # -> thrifty.budgets.definitions.BudgetSync
+        sync = self.gateway.budget_sync
+        assert sync is not None  # there is one whenever the admin API is on
+        return sync
+
+    async def _list_budgets(self) -> dict[str, Any]:
+        sync = self._sync()
+        _, api = await sync.definitions.snapshot()
+        rows = [{**b.model_dump(), "source": "config"} for b in sync.config_budgets]
+        rows += [{**b.model_dump(), "source": "api"} for n, b in sorted(api.items()) if n not in sync.reserved]
+        return {"object": "list", "data": rows}
+
+    async def _put_budget(self, name: str, receive: Receive, headers: dict[str, str]) -> tuple[int, Any]:
+        from pydantic import ValidationError
+
+        from thrifty.budgets.limits import BudgetConfig
+
+        try:
+            body = jsonutil.loads(await read_body(receive, headers, _MAX_BODY))
+        except ValueError:
+            raise InvalidRequest("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("the request body must be a JSON object (a budget)")
+        if body.setdefault("name", name) != name:
+            raise InvalidRequest(f"the body's name {body['name']!r} differs from the path's {name!r}",
+                                 param="name")
+        try:
+            budget = BudgetConfig.model_validate(body)
+        except ValidationError as exc:
+            raise InvalidRequest(f"invalid budget: {exc}", code="invalid_budget") from None
+        sync = self._sync()
+        if name in sync.reserved:
+            raise InvalidRequest(f"the config file already defines a budget or rate limit named {name!r}; "
+                                 "pick another name", status=409, code="budget_name_taken")
+        new = await sync.definitions.put(budget)
+        await sync.refresh(force=True)
+        log.info("admin: %s budget %s", "created" if new else "replaced", name)
+        return (201 if new else 200), {**budget.model_dump(), "source": "api"}
+
+    async def _delete_budget(self, name: str) -> dict[str, Any]:
+        sync = self._sync()
+        if any(b.name == name for b in sync.config_budgets):
+            raise PermissionDenied(f"budget {name!r} comes from the config file and is read-only: it cannot be "
+                                   "deleted through the API; remove it from the config file instead",
+                                   code="read_only_budget")
+        gone = await sync.definitions.delete(name)
+        if gone is None:
+            raise NotFound(f"no API budget named {name!r}", code="budget_not_found")
+        await sync.refresh(force=True)
+        log.info("admin: deleted budget %s", name)
+        return {"name": name, "deleted": True}
 
     async def _spend(self, scope: Scope) -> dict[str, Any]:
         from thrifty.budgets.backend import StoreUnavailable

@@ -171,6 +171,28 @@ class Enforcer:
                      "let through unenforced (fail_open: true)" if self._fail_open
                      else "refused with 503 (fail_open: false)")
 
+    # --- changing the budgets at run time ------------------------------------------------
+
+    @property
+    def budgets(self) -> tuple[BudgetConfig, ...]:
+        return self._budgets
+
+    def replace_budgets(self, budgets: Sequence[BudgetConfig]) -> None:
+        """Put `budgets` in place of the current list (the admin API's budgets beside the config
+        file's). Raises ValueError (a pydantic ValidationError) when they are not valid together,
+        e.g. two share a name, or one shares a rate limit's name; nothing changes then.
+
+        Counters are keyed by budget name, so a budget whose limit changes keeps its spend in the
+        current window. Reservations already made keep their own holds and settle as they were
+        made; calls planned from now on see the new list.
+        """
+        config = BudgetsConfig(**{**dict(self.config), "budgets": list(budgets)})  # validates
+        self.config = config
+        self._budgets = tuple(config.budgets)
+        self._limit_nano = {b.name: UNLIMITED if b.limit_usd is None else int(b.limit_usd * 10**9)
+                            for b in self._budgets}
+        self._plans.clear()
+
     # --- which limits a call is under ------------------------------------------------------
 
     def plan(self, scopes: CallScopes, now: float | None = None) -> _Plan:

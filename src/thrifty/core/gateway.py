@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from thrifty.budgets import Enforcer
+from thrifty.budgets.definitions import BudgetSync, open_budget_definitions
 from thrifty.cache import CacheBackend, ExactCache, MemoryLRU, RedisStore, SQLiteStore
 from thrifty.config import Config, ExactCacheConfig
 from thrifty.core.keys import KeyStore, open_key_store
@@ -78,6 +79,12 @@ class Gateway:
         self.key_store: KeyStore | None = (
             open_key_store(admin.key_store, admin.redis_url, admin.prefix)
             if admin.key_store == "redis" or admin.key else None)
+        # Budgets set through the admin API live beside the keys (same store kind, URL, prefix);
+        # see thrifty.budgets.definitions for how replicas pick them up (within about 1 s).
+        self.budget_sync: BudgetSync | None = (
+            BudgetSync(open_budget_definitions(admin.key_store, admin.redis_url, admin.prefix), self.budgets,
+                       config.budgets.budgets, [r.name for r in config.budgets.rate_limits])
+            if admin.key_store == "redis" or admin.key else None)
 
     async def start(self) -> None:
         self.ledger.start()
@@ -87,11 +94,19 @@ class Gateway:
             self.semantic_cache.embedder.load()  # the model loads at start, not on a request
         for p in self.providers.values():
             await p.start()
+        if self.budget_sync is not None and self.budget_sync.definitions.name == "redis":
+            try:
+                await self.budget_sync.refresh(force=True)  # API budgets set before this replica started
+            except Exception as exc:
+                log.warning("budgets: API budgets not loaded at start (retrying every second): %s", exc)
+            self.budget_sync.start()
 
     async def close(self) -> None:
         for p in self.providers.values():
             await p.close()
         await self.exact_cache.close()
+        if self.budget_sync is not None:
+            await self.budget_sync.close()
         await self.budgets.close()
         if self.key_store is not None:
             await self.key_store.close()
