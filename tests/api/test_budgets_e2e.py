@@ -55,3 +55,28 @@ def test_concurrent_calls_never_overshoot_a_hard_limit(budget_stack):
     spent = sum((r.cost_usd for r in rows if r.status == 200), Decimal(0))
     assert 0 < spent <= LIMIT
     assert sum(r.status == 429 for r in rows) == len(refused)
+
+
+@pytest.fixture(scope="module")
+def downgrade_stack(tmp_path_factory):
+    def with_downgrade(cfg):
+        cfg["budgets"] = {"budgets": [{"name": "agents-daily", "scope": "feature", "match": "agents",
+                                       "limit_usd": 0.003, "window": "day", "action": "downgrade"}]}
+
+    s = start_stack(tmp_path_factory.mktemp("downgrade"), edit=with_downgrade)
+    yield s
+    s.gateway.stop()
+    s.emulator.stop()
+
+
+def test_downgrade_budget_moves_calls_to_the_cheapest_tier(downgrade_stack):
+    s = downgrade_stack
+    tiers = []
+    with openai.OpenAI(base_url=f"{s.url}/v1", api_key=s.key, max_retries=0) as c:
+        for i in range(15):
+            raw = c.chat.completions.with_raw_response.create(
+                model="gpt-4o", max_tokens=60, extra_headers={"x-thrifty-feature": "agents"},
+                messages=[{"role": "user", "content": f"Plan step {i} of the research task"}])
+            tiers.append((raw.headers["x-thrifty-tier"], raw.headers["x-thrifty-model"]))
+    assert tiers[0] == ("standard", "gpt-4o")
+    assert tiers[-1][0] == "fast" and tiers[-1][1] != "gpt-4o"  # downgraded once the budget is full

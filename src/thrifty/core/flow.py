@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from thrifty.cache.stage import ExactCaching
-from thrifty.core.gateway import Gateway
+from functools import partial
+
 from thrifty.budgets.stage import Budgets
 from thrifty.cache.semantic_stage import SemanticCaching
+from thrifty.cache.stage import ExactCaching
+from thrifty.core.gateway import Gateway
 from thrifty.core.pipeline import Next, Stage, compose
-from thrifty.core.upstream import ModelRoute, ProviderCall
+from thrifty.core.upstream import ModelRoute, ProviderCall, downgrade_to_cheapest_tier
 from thrifty.shaping.stage import PromptCaching
 
 
@@ -22,7 +24,8 @@ def build_flow(gateway: Gateway) -> tuple[Next, dict[str, Stage]]:
         ModelRoute(gateway),
         PromptCaching(gateway.prompt_cache, gateway.prices),  # after routing: works on the wire format
         # Last before the provider: it prices the final upstream body's worst case (breakpoints included).
-        Budgets(gateway.budgets, gateway.prices, on_reserved=_keep_budget_headers),
+        Budgets(gateway.budgets, gateway.prices, on_reserved=_keep_budget_headers,
+                downgrade=partial(downgrade_to_cheapest_tier, gateway)),
     ]
     return compose(stages, ProviderCall(gateway)), {s.name: s for s in stages}
 

@@ -266,3 +266,23 @@ class _Fallback:
                                               self.gateway.config.defaults.anthropic_max_tokens)
         call.route, call.upstream_body = route, body
         call.row.provider, call.row.served_model = route.provider.name, route.model
+
+
+async def downgrade_to_cheapest_tier(gateway: Gateway, call: Call, _reservation: object) -> bool:
+    """A `downgrade` budget is full: serve this call from the lowest routing tier instead.
+
+    False (so the call is refused) when no router is configured or the call is already there.
+    The tier's cheapest healthy deployment serves; the body is rebuilt for it from the client's
+    request (prompt-cache hints added for the first deployment are not carried over).
+    """
+    router = gateway.router
+    if router is None or not router.order or call.row.tier == router.order[0]:
+        return False
+    features = features_from_body(call.body, call.surface.name, headers=call.headers, tenant=call.tenant)
+    decision = router.decide(features, router.config.model_prefix + router.order[0])
+    route = call.route = gateway.route(decision.deployment)
+    call.upstream_body = call.surface.upstream_body(call.body, route.provider.wire, route.model,
+                                                    gateway.config.defaults.anthropic_max_tokens)
+    row = call.row
+    row.provider, row.served_model, row.tier = route.provider.name, route.model, decision.tier or route.tier
+    return True
