@@ -171,3 +171,26 @@ def test_revocation_across_replicas(tmp_path_factory, redis_url):
         if keys:
             r.delete(*keys)
         r.close()
+
+
+def test_metrics_show_prompt_cache_prefixes_and_escalations(admin_stack):
+    url = admin_stack.url
+    import anthropic
+
+    system = "Metrics check. " + "Always answer with the policy section number. " * 200
+    with anthropic.Anthropic(base_url=url, api_key=admin_stack.key, max_retries=0) as c:
+        for q in ("first", "second"):
+            c.messages.create(model="claude-sonnet-4-5", max_tokens=20, system=system,
+                              messages=[{"role": "user", "content": f"{q} {uuid.uuid4().hex}"}])
+    with openai.OpenAI(base_url=f"{url}/v1", api_key=admin_stack.key, max_retries=0) as c:
+        # A fast-tier classification cut off at 3 tokens fails the `truncated` check and is re-run.
+        c.chat.completions.create(model="thrifty/auto", max_tokens=3,
+                                  messages=[{"role": "user", "content": "Classify the sentiment: great service"}])
+    r = httpx.get(f"{url}/admin/metrics", headers=_h())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["escalation"]["checked"] >= 1 and body["escalation"]["escalated"] >= 1
+    assert body["escalation"]["by_check"]
+    top = body["prompt_cache_prefixes"]
+    assert any(p["calls"] >= 2 and p["cache_read_tokens"] > 0 and p["saving_usd"] for p in top)
+    assert httpx.get(f"{url}/admin/metrics").status_code == 401

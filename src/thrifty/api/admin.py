@@ -20,6 +20,8 @@ virtual key sent as the admin key: 403. Errors use OpenAI's error shape.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hmac
 import logging
 from typing import Any
@@ -38,8 +40,9 @@ _MAX_BODY = 16 * 1024
 
 
 class AdminAPI:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, stages: dict[str, Any] | None = None) -> None:
         self.gateway = gateway
+        self.stages = stages or {}  # the flow's stages by name, for their counters
         key = gateway.config.admin.key
         self._admin_digest = digest(key) if key else None
         # Config keys, by id, for listing and for refusing to revoke them (the keys are not kept here).
@@ -111,7 +114,19 @@ class AdminAPI:
             if method == "GET":
                 return 200, await self._spend(scope)
             raise _method_not_allowed(method, path)
+        if path == "/admin/metrics":
+            if method == "GET":
+                return 200, self._metrics()
+            raise _method_not_allowed(method, path)
         raise NotFound(f"no admin route for {method} {path}")
+
+    def _metrics(self) -> dict[str, Any]:
+        """This replica's lever counters: escalations (rate, by check, by tier) and the provider
+        prompt-cache prefixes with the largest saving."""
+        route = self.stages.get("route")
+        prefixes = self.gateway.prompt_cache.stats.snapshot()[:50]
+        return {"escalation": route.snapshot() if route is not None else {},
+                "prompt_cache_prefixes": [dataclasses.asdict(p) for p in prefixes]}
 
     async def _create(self, receive: Receive, headers: dict[str, str]) -> tuple[int, Any]:
         try:

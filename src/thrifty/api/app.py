@@ -22,7 +22,7 @@ class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.flow, self.stages = build_flow(gateway)
-        self.admin = AdminAPI(gateway)
+        self.admin = AdminAPI(gateway, self.stages)
         self._chat: dict[tuple[str, str], Surface] = {
             ("POST", "/v1/chat/completions"): OPENAI,
             ("POST", "/chat/completions"): OPENAI,
