@@ -14,6 +14,7 @@ from thrifty.providers.emulator.generate import ChatRequest, Completion, Tool
 from thrifty.providers.emulator.models import ModelSpec
 from thrifty.providers.emulator.prompt import PromptBuilder, Tokenizer
 from thrifty.providers.emulator.prompt_cache import BreakpointCache, Clock
+from thrifty.providers.emulator.recorded import last_user_text
 from thrifty.providers.emulator.wire import Wire, WireError, canonical, pieces, sse
 
 MAX_BREAKPOINTS = 4
@@ -93,7 +94,7 @@ class AnthropicWire(Wire):
         return ChatRequest(model=model, prompt=builder.build(), stream=bool(body.get("stream")),
                            max_tokens=max_tokens, stops=[s for s in stops if s], tools=tools,
                            tool_choice=tool_choice, forced_tool=forced, after_tool_result=after_tool,
-                           json_schema=self._output_schema(body))
+                           json_schema=self._output_schema(body), user_text=last_user_text(messages))
 
     def _ttl(self, holder: Any, ttls: list[str]) -> str | None:
         cc = holder.get("cache_control") if isinstance(holder, dict) else None

@@ -20,7 +20,8 @@ POST /_emulator/reset (clear billing and prompt caches).
 
 Models: gpt-4o, gpt-4o-mini, gpt-5-nano, gpt-5-mini, llama-3.1-8b-instant (OpenAI wire);
 claude-sonnet-4-5, claude-haiku-4-5, claude-opus-4-1 (Anthropic wire). A --config file
-(YAML or JSON) adds or overrides models, latencies and fault rates.
+(YAML or JSON) adds or overrides models, latencies and fault rates, and `recorded:` replays
+answers of known prompts per model from a routing outcomes JSONL file.
 
 Faults per request: header x-emulator-fault: 429|500|503|529|timeout|drop
 (x-emulator-fault-delay: seconds a `timeout` holds the request, default 30)."""

@@ -46,6 +46,7 @@ class ChatRequest:
     cache_key: str | None = None  # OpenAI prompt_cache_key
     cache_ttl_s: float | None = None  # OpenAI prompt_cache_retention, when extended
     service_tier: str | None = None
+    user_text: str | None = None  # the last user message's text (matched against recorded prompts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,11 @@ class Model:
         elif req.json_mode:
             text = jsonutil.dumps({"answer": prose(rng, rng.randint(8, 40))}).decode()
         else:
-            text = prose(rng, rng.randint(self._config.min_answer_tokens, self._config.max_answer_tokens))
+            text = self._recorded(req, spec) or prose(
+                rng, rng.randint(self._config.min_answer_tokens, self._config.max_answer_tokens))
         c = cut(text, self._tok, budget, req.stops)
         return Choice(c.text, (), c.reason, c.stop_sequence, c.tokens + reasoning, reasoning)
+
+    def _recorded(self, req: ChatRequest, spec: ModelSpec) -> str | None:
+        recorded = self._config.recorded
+        return recorded.answer(spec.name, req.user_text) if recorded is not None else None

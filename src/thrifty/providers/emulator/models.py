@@ -10,6 +10,16 @@ Built once (`default_config()`, optionally overlaid by `load_config(path)`) and 
     models:
       gpt-4o: {ttft_ms: 300, tokens_per_s: 120, faults: {"500": 0.05}}   # override
       my-model: {wire: openai, provider: acme, ttft_ms: 100, tokens_per_s: 200}  # add
+    recorded:                  # models of different quality, replayed from a routing outcomes file
+      path: outcomes.jsonl     # relative to this config file; read once at start-up
+      models: {gpt-4o-mini: weak-model, gpt-4o: strong-model}   # emulator model: recorded model
+
+The outcomes file is the routing outcomes JSONL ({"prompt", "outcomes": {model: {"score",
+"cost_usd", optional "answer"}}, "cohort"}). A request whose last user message equals a recorded
+prompt (whitespace normalised) gets that model's recorded answer; without an `answer`, a score
+below 0.5 gives a weak "I'm not sure..." answer and any other score the normal deterministic
+one. Unknown prompts and tool/JSON requests are answered as usual; usage is counted over the
+text actually answered (see `recorded.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from typing import Any
 
 from thrifty.errors import ConfigError
 from thrifty.providers.emulator.faults import FAULT_KINDS
+from thrifty.providers.emulator.recorded import RecordedAnswers, load_recorded
 
 WIRES = ("openai", "anthropic")
 
@@ -55,6 +66,7 @@ class EmulatorConfig:
     min_answer_tokens: int = 15
     max_answer_tokens: int = 150
     max_body_bytes: int = 32 * 1024 * 1024
+    recorded: RecordedAnswers | None = None  # recorded answers of known prompts, per model
 
     def replace(self, **changes: Any) -> "EmulatorConfig":
         return dataclasses.replace(self, **changes)
@@ -158,7 +170,7 @@ def config_from_dict(raw: dict[str, Any], base: EmulatorConfig | None = None,
     base = base or default_config()
     if not isinstance(raw, dict):
         raise ConfigError(path, "", "the top level must be a mapping")
-    unknown = set(raw) - _TOP_FIELDS - {"models", "faults"}
+    unknown = set(raw) - _TOP_FIELDS - {"models", "faults", "recorded"}
     if unknown:
         raise ConfigError(path, "", f"unknown field(s): {', '.join(sorted(unknown))}")
     top: dict[str, Any] = {}
@@ -184,6 +196,8 @@ def config_from_dict(raw: dict[str, Any], base: EmulatorConfig | None = None,
         raise ConfigError(path, "models", "must be a mapping of model name to settings")
     for name, spec in raw_models.items():
         models[str(name)] = _model(path, str(name), spec, models.get(str(name)), default_faults)
+    if raw.get("recorded") is not None:
+        merged = dataclasses.replace(merged, recorded=load_recorded(path, raw["recorded"], set(models)))
     return dataclasses.replace(merged, models=models)
 
 

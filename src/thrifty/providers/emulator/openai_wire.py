@@ -14,6 +14,7 @@ from thrifty.providers.emulator.generate import ChatRequest, Choice, Completion,
 from thrifty.providers.emulator.models import ModelSpec
 from thrifty.providers.emulator.prompt import PromptBuilder, Tokenizer
 from thrifty.providers.emulator.prompt_cache import Clock, PrefixCache
+from thrifty.providers.emulator.recorded import last_user_text
 from thrifty.providers.emulator.wire import Wire, WireError, canonical, pieces, sse
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -112,6 +113,7 @@ class OpenAIWire(Wire):
             reasoning_effort=effort, cache_key=cache_key if isinstance(cache_key, str) else None,
             cache_ttl_s=EXTENDED_RETENTION_S if retention == "24h" else None,
             service_tier=body.get("service_tier") if isinstance(body.get("service_tier"), str) else None,
+            user_text=last_user_text(messages),
         )
 
     def _check_sampling(self, body: dict[str, Any]) -> None:
