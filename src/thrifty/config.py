@@ -149,6 +149,11 @@ class RouteConfig(_Strict):
     exact_cache: RouteExactCache = RouteExactCache()
     semantic_cache: bool = False  # FAQ-style routes: same context, the user's question varies
     semantic_namespace: str | None = None  # answers shared by every tenant of this route
+    # Request shaping (see shaping/request.py): the answer's realistic ceiling in tokens, stop
+    # sequences added when the client sends none, and retrieved chunks kept (top-k by rank).
+    output_cap: int | None = Field(default=None, gt=0)
+    stop: tuple[str, ...] = ()
+    top_k_chunks: int | None = Field(default=None, gt=0)
 
 
 class Config(_Strict):

@@ -10,6 +10,7 @@ from thrifty.cache.stage import ExactCaching
 from thrifty.core.gateway import Gateway
 from thrifty.core.pipeline import Next, Stage, compose
 from thrifty.core.upstream import ModelRoute, ProviderCall, downgrade_to_cheapest_tier
+from thrifty.shaping.shape_stage import Shaping
 from thrifty.shaping.stage import PromptCaching
 
 
@@ -22,6 +23,7 @@ def build_flow(gateway: Gateway) -> tuple[Next, dict[str, Stage]]:
         # Routing; with escalation checks it runs everything below once per attempt (a lower tier's
         # answer that fails a check is re-run one tier up: each attempt is shaped, budgeted and billed).
         ModelRoute(gateway),
+        Shaping(gateway.config.defaults.anthropic_max_tokens),  # output caps, stop sequences, top-k chunks
         PromptCaching(gateway.prompt_cache, gateway.prices),  # after routing: works on the wire format
         # Last before the provider: it prices the final upstream body's worst case (breakpoints included).
         Budgets(gateway.budgets, gateway.prices, on_reserved=_keep_budget_headers,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from thrifty.cache.keys import DEFAULT_VOLATILE, CachePolicy
 from thrifty.config import Config, RouteConfig
 from thrifty.errors import ConfigError
+from thrifty.shaping.request import Shape
 
 _MAX_MEMO = 50_000
 
@@ -23,6 +24,7 @@ class CallPolicy:
     exact_cache: CachePolicy | None  # None: the exact cache is off for these calls
     semantic_cache: bool = False
     semantic_namespace: str | None = None
+    shape: Shape = Shape()
 
 
 class Policies:
@@ -51,8 +53,10 @@ class Policies:
                 raise ConfigError(path, f"{where}.exact_cache", str(exc)) from None
         prompt = levers.prompt_cache.enabled if route is None or route.prompt_cache is None else route.prompt_cache
         semantic = bool(route and route.semantic_cache and levers.semantic_cache.enabled)
+        shape = Shape(route.output_cap, route.stop, route.top_k_chunks) if route else Shape()
         return CallPolicy(route=route.name if route else "default", prompt_cache=prompt, exact_cache=policy,
-                          semantic_cache=semantic, semantic_namespace=route.semantic_namespace if route else None)
+                          semantic_cache=semantic, semantic_namespace=route.semantic_namespace if route else None,
+                          shape=shape)
 
     def for_call(self, tenant: str, feature: str | None, model: str) -> CallPolicy:
         key = (tenant, feature, model)
