@@ -50,9 +50,10 @@ class Stack:
         return self.gateway.url
 
 
-def start_stack(tmp: Path, *, edit=None, **config_kw) -> Stack:
-    """Emulator + gateway; `edit(config_dict)` may change the gateway's config before it starts."""
-    emu = processes.start_emulator(latency_scale=0.0, log_path=str(tmp / "emulator.log"))
+def start_stack(tmp: Path, *, edit=None, emulator_args: list[str] | None = None, **config_kw) -> Stack:
+    """Emulator + gateway; `edit(config_dict)` may change the gateway's config before it starts,
+    `emulator_args` are passed to `thrifty emulate`."""
+    emu = processes.start_emulator(latency_scale=0.0, log_path=str(tmp / "emulator.log"), extra=emulator_args)
     ledger = tmp / "ledger.db"
     config = localstack.local_config(emu.url, f"sqlite:///{ledger}", **config_kw)
     if edit is not None:

@@ -9,35 +9,17 @@ its answer is served from the fast tier.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import openai
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, start_stack
 from tests.ledger_util import wait_row, wait_rows
-from thrifty.cli import localstack, processes
 from thrifty.ledger import SQLiteLedger
 
 HARD = "Classify this ticket as billing, bug or other: the invoice PDF shows a stack trace"
 EASY = "Classify this ticket as billing, bug or other: I was charged twice for my order"
 STRONG_TEXT = "bug"
-
-
-def start_recorded_stack(tmp: Path, emulator_config: Path, edit) -> Stack:
-    """Like tests.conftest.start_stack, with the emulator started on `emulator_config`."""
-    emu = processes.start_emulator(latency_scale=0.0, log_path=str(tmp / "emulator.log"),
-                                   extra=["--config", str(emulator_config)])
-    ledger = tmp / "ledger.db"
-    config = localstack.local_config(emu.url, f"sqlite:///{ledger}")
-    edit(config)
-    cfg = localstack.write_config(str(tmp / "thrifty.yaml"), config)
-    try:
-        gw = processes.start_gateway(cfg, log_path=str(tmp / "gateway.log"))
-    except Exception:
-        emu.stop()
-        raise
-    return Stack(emu, gw, ledger, Path(cfg))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +47,7 @@ def recorded_stack(tmp_path_factory):
             "escalation": {"max_steps": 1},
         }
 
-    s = start_recorded_stack(tmp, emu_cfg, tiers)
+    s = start_stack(tmp, edit=tiers, emulator_args=["--config", str(emu_cfg)])
     yield s
     s.gateway.stop()
     s.emulator.stop()
