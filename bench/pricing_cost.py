@@ -13,7 +13,7 @@ from pathlib import Path
 
 import genai_prices
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 from thrifty.pricing import PriceBook, to_genai_usage
 
 CASES = [("gpt-4o-mini", None), ("gpt-5-mini", None), ("claude-sonnet-4-5", None),

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the request shap
 
 from thrifty.shaping import PrefixStats, PromptCachePlanner
 from thrifty.tokens import count_text_tokens, get_encoding
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from tests.shaping.helpers import agent_messages, anthropic_body, long_text, tool
 
 
@@ -38,14 +39,14 @@ def main() -> None:
     planner = PromptCachePlanner(stats=PrefixStats())
 
     def anthropic_plan(body: dict[str, Any]) -> Callable[[], Any]:
-        return lambda: planner.plan(body, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
+        return lambda: planner.plan(body, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
 
     results = {
         "system_tokens": count_text_tokens(system),
         "anthropic_system_3k_2_tools_us": per_call_us(anthropic_plan(chat)),
         "anthropic_agent_loop_10_turns_us": per_call_us(anthropic_plan(agent)),
         "openai_system_3k_us": per_call_us(
-            lambda: planner.plan(openai, wire="openai", model="gpt-4o-mini", tenant="acme")),
+            lambda: planner.plan(openai, wire=OPENAI_CHAT, model="gpt-4o-mini", tenant="acme")),
         "reference_orjson_loads_same_body_us": per_call_us(lambda: orjson.loads(orjson.dumps(chat))),
         "first_sight_tiktoken_3k_us": per_call_us(lambda: count_text_tokens(system), number=20),
         "cold_plan_new_system_us": _cold(planner),
@@ -62,7 +63,7 @@ def _cold(planner: PromptCachePlanner, n: int = 50) -> float:
     bodies = [anthropic_body(system=long_text(3000, f"variant {i}: ")) for i in range(n)]
     start = time.perf_counter()
     for b in bodies:
-        planner.plan(b, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
+        planner.plan(b, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
     return (time.perf_counter() - start) / n * 1e6
 
 

@@ -1,6 +1,6 @@
 """Latency of a routing decision: request features + rules -> tier -> deployment, per request shape.
 
-Times, per request, `features_from_openai` / `features_from_anthropic` (the features), `Router.decide`
+Times, per request, `features_from_body` on either wire (the features), `Router.decide`
 (rules, user-tier modifier, pick), and both together, over a mix of request shapes (short chat,
 few-shot multiple choice, code, a long RAG prompt, an agent turn with tools, Anthropic bodies), and
 prints p50 / p99 / max in microseconds. Writes JSON (default bench/results/route_decision.json).
@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from thrifty.pricing import PriceBook
-from thrifty.routing import Router, RoutingConfig, features_from_anthropic, features_from_openai
+from thrifty.routing import Router, RoutingConfig, features_from_body
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, Wire
 
 CONFIG = {
     "tiers": {"fast": ["gpt-4o-mini", "claude-haiku"], "standard": ["gpt-4o", "claude-sonnet"],
@@ -60,40 +61,40 @@ TOOLS = [{"type": "function", "function": {"name": f"tool_{i}", "description": "
          for i in range(6)]
 
 
-def shapes() -> list[tuple[str, str, dict, dict]]:
-    """(name, protocol, body, headers)"""
+def shapes() -> list[tuple[str, Wire, dict, dict]]:
+    """(name, the client's wire, body, headers)"""
     user = lambda text: {"role": "user", "content": text}  # noqa: E731
     return [
-        ("chat-short", "openai", {"model": "thrifty/auto", "messages": [user("What are your support hours?")]},
+        ("chat-short", OPENAI_CHAT, {"model": "thrifty/auto", "messages": [user("What are your support hours?")]},
          {"x-thrifty-feature": "support-chat"}),
-        ("classify", "openai", {"model": "thrifty/auto", "messages": [
+        ("classify", OPENAI_CHAT, {"model": "thrifty/auto", "messages": [
             {"role": "system", "content": "You label support tickets."},
             user("Classify the sentiment of this review as positive, negative or neutral: the app crashes daily.")]},
          {}),
-        ("mcq-5shot", "openai", {"model": "thrifty/auto", "messages": [user(MCQ * 5)]}, {}),
-        ("code", "openai", {"model": "thrifty/auto", "messages": [
+        ("mcq-5shot", OPENAI_CHAT, {"model": "thrifty/auto", "messages": [user(MCQ * 5)]}, {}),
+        ("code", OPENAI_CHAT, {"model": "thrifty/auto", "messages": [
             user("Write a python function to identify non-prime numbers.\n```python\ndef is_prime(n):\n    ...\n```")]},
          {}),
-        ("json-extract", "openai", {"model": "thrifty/auto", "messages": [
+        ("json-extract", OPENAI_CHAT, {"model": "thrifty/auto", "messages": [
             user("Extract the invoice number, date and total from: Invoice 88231, 2024-03-01, total $1,204.50")],
             "response_format": {"type": "json_schema", "json_schema": {"name": "inv", "schema": {"type": "object"}}}},
          {}),
-        ("rag-long", "openai", {"model": "thrifty/auto", "messages": [
+        ("rag-long", OPENAI_CHAT, {"model": "thrifty/auto", "messages": [
             {"role": "system", "content": "Answer from the documents only."},
             user(RAG + "\nSummarise what the documents say about revenue.")]}, {}),
-        ("agent-turn", "openai", {"model": "thrifty/auto", "tools": TOOLS, "messages": [
+        ("agent-turn", OPENAI_CHAT, {"model": "thrifty/auto", "tools": TOOLS, "messages": [
             user("Find a blue jacket under $100 and add it to my cart."),
             {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
                                                                   "function": {"name": "tool_0", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "c1", "content": "[{\"sku\": 1}]"}]}, {}),
-        ("multi-turn", "openai", {"model": "thrifty/auto", "messages": [
+        ("multi-turn", OPENAI_CHAT, {"model": "thrifty/auto", "messages": [
             user("Tell me about Lisbon."), {"role": "assistant", "content": "Lisbon is the capital of Portugal. " * 20},
             user("And what should I see there in two days?")]}, {"x-thrifty-user-tier": "free"}),
-        ("anthropic-math", "anthropic", {"model": "thrifty/auto", "max_tokens": 512, "system": "Be brief.",
+        ("anthropic-math", ANTHROPIC_MESSAGES, {"model": "thrifty/auto", "max_tokens": 512, "system": "Be brief.",
                                          "messages": [{"role": "user", "content": [
                                              {"type": "text", "text": "Solve for x: 3x + 7 = 22. Show the steps."}]}]},
          {}),
-        ("anthropic-rewrite", "anthropic", {"model": "thrifty/auto", "max_tokens": 256, "messages": [
+        ("anthropic-rewrite", ANTHROPIC_MESSAGES, {"model": "thrifty/auto", "max_tokens": 256, "messages": [
             {"role": "user", "content": "Rewrite this more formally: hey, can u send the report by fri?"}]}, {}),
     ]
 
@@ -110,22 +111,20 @@ def main() -> None:
     args = parser.parse_args()
 
     router = Router(RoutingConfig.model_validate(CONFIG), deployments=DEPLOYMENTS, prices=PriceBook())
-    extract = {"openai": features_from_openai, "anthropic": features_from_anthropic}
     cases = shapes()
     timings: dict[str, dict[str, list[float]]] = {name: {"features": [], "decide": [], "total": []}
                                                   for name, *_ in cases}
     decisions = {}
-    for name, proto, body, headers in cases:  # warm-up
+    for name, wire, body, headers in cases:  # warm-up
         for _ in range(500):
-            router.decide(extract[proto](body, headers=headers, tenant="t1"), body["model"])
+            router.decide(features_from_body(body, wire, headers=headers, tenant="t1"), body["model"])
     clock = time.perf_counter_ns
     gc.disable()  # time the decision, not a collection that happens to land in it
     try:
         for _ in range(args.rounds):
-            for name, proto, body, headers in cases:
-                fn = extract[proto]
+            for name, wire, body, headers in cases:
                 t0 = clock()
-                feats = fn(body, headers=headers, tenant="t1")
+                feats = features_from_body(body, wire, headers=headers, tenant="t1")
                 t1 = clock()
                 decision = router.decide(feats, body["model"])
                 t2 = clock()

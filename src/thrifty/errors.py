@@ -6,6 +6,8 @@ so the API layer maps one family of exceptions to each protocol's error shape.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 
 class ThriftyError(Exception):
     """Base of every error Thrifty raises on purpose."""
@@ -76,6 +78,85 @@ class UpstreamTimeout(UpstreamError):
 
 class Overloaded(GatewayError):
     status, kind = 529, "overloaded"
+
+
+class CorruptEntry(ThriftyError):
+    """Cached bytes that are truncated, tampered with, of another format version, or misplaced."""
+
+
+class IncompleteStream(ThriftyError):
+    """A stream that ended early or with an error: there is no complete answer to assemble."""
+
+
+# --- raised inside Thrifty and handled there (a store down, a lever that cannot act) ---------
+
+class CacheUnavailable(ThriftyError):
+    """The cache backend could not be reached or failed; the request goes upstream instead."""
+
+
+class SemanticStoreUnavailable(ThriftyError):
+    """The entry store could not be reached; the caller treats it as a miss."""
+
+
+class EmbedderUnavailable(ThriftyError):
+    """The embedding model or its tokenizer is not installed, or could not be loaded."""
+
+
+class CalibrationError(ThriftyError):
+    """The labelled pairs cannot support the requested operating point."""
+
+
+class BudgetStoreUnavailable(ThriftyError):
+    """The budget store could not be reached; the enforcer decides between 503 and fail-open."""
+
+
+class BudgetExceeded(RateLimited):
+    """A hard budget or rate limit has no room for this call (HTTP 429).
+
+    The message names the limit, what is spent and held, and when it resets; `retry_after` is the
+    number of seconds until then (None for a lifetime budget, which never resets).
+    """
+
+    def __init__(self, message: str, *, budget: str, scope: str, scope_value: str | None,
+                 limit_usd: Decimal | None = None, limit_tokens: int | None = None,
+                 spent_usd: Decimal | None = None, spent_tokens: int | None = None,
+                 resets_at: float | None = None, retry_after: int | None = None,
+                 code: str = "budget_exceeded") -> None:
+        super().__init__(message, code=code,
+                         retry_after=None if retry_after is None else str(max(1, retry_after)))
+        self.budget, self.scope, self.scope_value = budget, scope, scope_value
+        self.limit_usd, self.limit_tokens = limit_usd, limit_tokens
+        self.spent_usd, self.spent_tokens = spent_usd, spent_tokens
+        self.resets_at = resets_at
+
+
+class BudgetUnavailable(GatewayError):
+    """The shared budget store cannot be reached and hard budgets fail closed (HTTP 503)."""
+
+    status, kind = 503, "api_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="budget_store_unavailable", retry_after="1")
+
+
+class DefinitionsUnavailable(GatewayError):
+    """The shared budget definitions cannot be reached (Redis down)."""
+
+    status, kind = 503, "api_error"
+
+
+class KeyStoreUnavailable(GatewayError):
+    """The shared key store cannot be reached: API-made keys cannot be checked (fail closed)."""
+
+    status, kind = 503, "api_error"
+
+
+class GiveUp(ThriftyError):
+    """No further attempt: answer the last error."""
+
+
+class SchemaError(ThriftyError, ValueError):
+    """The schema itself cannot be used."""
 
 
 KIND_BY_STATUS: dict[int, type[GatewayError]] = {

@@ -177,7 +177,7 @@ def test_replace_budgets_keeps_spend_and_in_flight_reservations():
             e.replace_budgets([b1, b1])  # names repeat: refused, nothing changes
         assert e.budgets[0].limit_usd == Decimal("0.8")
         # 0.4 spent + 0.3 held: 0.2 more does not fit under 0.8.
-        from thrifty.budgets.errors import BudgetExceeded
+        from thrifty.errors import BudgetExceeded
 
         with pytest.raises(BudgetExceeded):
             await e.reserve(scopes, Decimal("0.2"), 10)

@@ -68,11 +68,11 @@ def test_wrong_key_is_refused_and_not_recorded(stack):
             c.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     r = post(stack, "/v1/chat/completions", {"model": "gpt-4o", "messages": []}, key="sk-wrong")
     assert r.status_code == 401
-    from thrifty.ledger import SQLiteLedger
+    from thrifty.ledger import RowFilter, SQLiteLedger
 
     import time
     time.sleep(0.3)
-    assert not SQLiteLedger(str(stack.ledger_path)).rows("request_id = ?", (r.headers["x-thrifty-request-id"],))
+    assert not SQLiteLedger(str(stack.ledger_path)).rows(RowFilter(request_id=r.headers["x-thrifty-request-id"]))
 
 
 @pytest.mark.parametrize("fault,status,exc", [("429", 429, openai.RateLimitError),

@@ -45,7 +45,10 @@ def test_repeat_is_answered_from_exact_cache_and_saving_recorded(stack):
     r1 = wait_row(stack.ledger_path, first.headers["x-thrifty-request-id"])
     r2 = wait_row(stack.ledger_path, second.headers["x-thrifty-request-id"])
     assert r2.cache == "exact" and r2.cost_usd == 0 and r2.served_model == "gpt-4o-mini"
-    assert r2.saved_response_cache_usd == r1.cost_usd > 0
+    # The hit saves the baseline of the call that filled the entry (here: no other lever acted on it).
+    (hit,) = r2.levers
+    assert (hit.lever, hit.saved_usd, hit.estimated) == ("exact_cache", r1.baseline_cost_usd, False)
+    assert r1.baseline_cost_usd == r1.cost_usd > 0
     assert r2.baseline_cost_usd == r1.cost_usd
 
 
@@ -117,8 +120,9 @@ def test_anthropic_prompt_caching_is_added_and_its_saving_recorded(stack):
     (rid1, u1), (rid2, u2) = ids
     assert u1.cache_creation_input_tokens > 1024 and u2.cache_read_input_tokens == u1.cache_creation_input_tokens
     r1, r2 = wait_row(stack.ledger_path, rid1), wait_row(stack.ledger_path, rid2)
-    assert r1.saved_prompt_cache_usd < 0 < r2.saved_prompt_cache_usd  # a write costs 1.25x, a read 0.1x
-    assert r2.baseline_cost_usd == r2.cost_usd + r2.saved_prompt_cache_usd
+    pc1, pc2 = ({s.lever: s for s in r.levers}["prompt_cache"] for r in (r1, r2))
+    assert pc1.saved_usd < 0 < pc2.saved_usd  # a write costs 1.25x, a read 0.1x
+    assert r2.baseline_cost_usd == r2.cost_usd + pc2.saved_usd
 
 
 @pytest.fixture(scope="module")

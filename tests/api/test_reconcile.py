@@ -50,7 +50,8 @@ def test_ledger_matches_emulator_billing(fresh_stack):
     hits = [r for r in rows if r.cache == "exact"]
     assert hits, "the workload repeats some deterministic support questions"
     assert all(r.cost_usd == 0 and r.prompt_tokens == r.completion_tokens == 0 for r in hits)
-    assert all(r.saved_response_cache_usd > 0 and r.baseline_cost_usd == r.saved_response_cache_usd for r in hits)
+    assert all(len(r.levers) == 1 and r.levers[0].lever == "exact_cache" and r.levers[0].saved_usd > 0
+               and r.baseline_cost_usd == r.levers[0].saved_usd for r in hits)
 
     by_model: dict[str, dict] = {}
     for row in rows:

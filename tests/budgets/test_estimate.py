@@ -7,8 +7,10 @@ compared with the estimate made before sending.
 
 from __future__ import annotations
 
+import math
 import random
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,8 +18,11 @@ import pytest
 
 from thrifty.budgets import EstimateConfig, Estimator
 from thrifty.cli.processes import start_emulator
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 from thrifty.pricing import PriceBook
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, Wire
+from thrifty.wire.anthropic_usage import usage_from_anthropic
+from thrifty.wire.openai_chat import usage_from_openai
 
 OPENAI_HEADERS = {"authorization": "Bearer sk-test"}
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
@@ -43,14 +48,14 @@ def estimator(prices):
     return Estimator(prices)
 
 
-def send(http: httpx.Client, wire: str, body: dict[str, Any]) -> Usage:
-    if wire == "openai":
+def send(http: httpx.Client, wire: Wire, body: dict[str, Any]) -> Usage:
+    if wire is OPENAI_CHAT:
         r = http.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text
-        return Usage.from_openai(r.json()["usage"])
+        return usage_from_openai(r.json()["usage"])
     r = http.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS)
     assert r.status_code == 200, r.text
-    return Usage.from_anthropic(r.json()["usage"])
+    return usage_from_anthropic(r.json()["usage"])
 
 
 WORDS = ("budget cost token cache the a of to and model tier route refund Norway ship order invoice "
@@ -144,10 +149,11 @@ def anthropic_bodies() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-CASES = [("openai", m, b) for m, b in openai_bodies()] + [("anthropic", m, b) for m, b in anthropic_bodies()]
+CASES = ([(OPENAI_CHAT, m, b) for m, b in openai_bodies()]
+         + [(ANTHROPIC_MESSAGES, m, b) for m, b in anthropic_bodies()])
 
 
-@pytest.mark.parametrize("wire, model, body", CASES, ids=[f"{w}-{i}" for i, (w, _, _) in enumerate(CASES)])
+@pytest.mark.parametrize("wire, model, body", CASES, ids=[f"{w.name}-{i}" for i, (w, _, _) in enumerate(CASES)])
 def test_the_estimate_bounds_the_billed_usage_and_cost(emulator, estimator, prices, wire, model, body):
     body = {"model": model, **body}
     est = estimator.estimate(body, wire, model)
@@ -164,18 +170,18 @@ def test_the_bound_is_not_absurdly_loose_for_plain_text(emulator, estimator):
     rng = random.Random(3)
     body = {"model": "gpt-4o-mini", "max_tokens": 5,
             "messages": [{"role": "user", "content": text(rng, 2000)}]}
-    est = estimator.estimate(body, "openai", "gpt-4o-mini")
-    usage = send(emulator, "openai", body)
+    est = estimator.estimate(body, OPENAI_CHAT, "gpt-4o-mini")
+    usage = send(emulator, OPENAI_CHAT, body)
     assert est.input_tokens <= usage.prompt_tokens * 1.05 + 40
 
 
 def test_output_cap_rules(estimator):
     est = Estimator(PriceBook(), EstimateConfig(default_output_cap=1000, output_caps={"gpt-4o": 250}))
-    assert est.output_cap({"max_completion_tokens": 7, "max_tokens": 9}, "openai", "x") == (7, True)
-    assert est.output_cap({"max_tokens": 9, "n": 4}, "openai", "x") == (36, True)
-    assert est.output_cap({"max_tokens": True}, "openai", "gpt-4o") == (250, False)
-    assert est.output_cap({}, "openai", "other") == (1000, False)
-    assert est.output_cap({"max_tokens": 64, "n": 5}, "anthropic", "x") == (64, True)  # no n on Anthropic
+    assert est.output_cap({"max_completion_tokens": 7, "max_tokens": 9}, OPENAI_CHAT, "x") == (7, True)
+    assert est.output_cap({"max_tokens": 9, "n": 4}, OPENAI_CHAT, "x") == (36, True)
+    assert est.output_cap({"max_tokens": True}, OPENAI_CHAT, "gpt-4o") == (250, False)
+    assert est.output_cap({}, OPENAI_CHAT, "other") == (1000, False)
+    assert est.output_cap({"max_tokens": 64, "n": 5}, ANTHROPIC_MESSAGES, "x") == (64, True)  # no n on Anthropic
 
 
 def test_cache_write_ttls_and_reasoning_raise_the_price(prices):
@@ -192,13 +198,19 @@ def test_cache_write_ttls_and_reasoning_raise_the_price(prices):
 def test_base64_attachments_are_not_tokenised(estimator):
     body = {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "QUJD" * 250_000}}]}]}
-    assert estimator.input_tokens(body, "openai") < 2000
+    assert estimator.input_tokens(body, OPENAI_CHAT) < 2000
 
 
-def test_an_unknown_wire_format_is_bounded_by_its_json(estimator):
+def test_a_wire_format_without_a_configured_factor_gets_the_largest_one(estimator):
+    # A third-party dialect counts its own input (here: the body as JSON); the estimator, which
+    # knows no factor for its tokenizer, takes the largest configured one so the bound stays a bound.
+    gemini = SimpleNamespace(name="gemini", input_tokens=lambda body, counter: counter.texts((body,)))
     body = {"contents": [{"parts": [{"text": "hello there"}]}]}
     as_json = '{"contents":[{"parts":[{"text":"hello there"}]}]}'
-    assert estimator.input_tokens(body, "gemini") >= estimator.count(as_json)
+    assert estimator.input_tokens(body, gemini) >= estimator.count(as_json)
+    largest = max(estimator.config.input_factor.values())
+    assert estimator.input_tokens(body, gemini) == math.ceil(
+        (estimator.count(as_json) + estimator.config.per_request_tokens) * largest)
 
 
 def test_the_emulators_invoice_stays_within_the_sum_of_the_estimates(emulator, estimator, prices):

@@ -7,18 +7,17 @@ from decimal import Decimal
 import pytest
 import pytest_asyncio
 
-from thrifty.api.surfaces import ANTHROPIC, OPENAI
 from thrifty.budgets import BudgetExceeded, BudgetsConfig, Enforcer
 from thrifty.budgets.memory import MemoryStore
 from thrifty.budgets.stage import Budgets
 from thrifty.cli import localstack
 from thrifty.cli.processes import start_emulator
 from thrifty.config import parse_config
+from thrifty.contract import Call, compose
 from thrifty.core.gateway import Gateway
-from thrifty.core.pipeline import Call, compose
 from thrifty.core.upstream import ModelRoute, ProviderCall
-from thrifty.ledger import LedgerRow
-from thrifty.shaping.stage import PromptCaching
+from thrifty.shaping.stage import PromptCacheStats
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +35,19 @@ async def gateway(emulator, tmp_path):
     await gw.close()
 
 
-def call_for(gw: Gateway, surface, body, *, task: str = "t1") -> Call:
-    model, stream = surface.check(body)
-    row = LedgerRow(request_id="r", started_at=0.0, finished_at=0.0, tenant="demo", feature="chat", user=None,
-                    task=task, call_site=None, surface=surface.name, provider=None, requested_model=model,
-                    served_model=None, tier=None, status=0, error_type=None)
-    return Call(request_id="r", tenant="demo", surface=surface, headers={"authorization": "Bearer sk-thrifty-demo"},
-                body=body, model=model, stream=stream, row=row, policy=gw.policies.for_call("demo", "chat", model))
+def call_for(gw: Gateway, wire, body, *, task: str = "t1") -> Call:
+    model, stream = wire.check(body)
+    return Call(request_id="r", tenant="demo", wire=wire, headers={"authorization": "Bearer sk-thrifty-demo"},
+                body=body, model=model, stream=stream, feature="chat", task=task,
+                policy=gw.policies.for_call("demo", "chat", model))
 
 
 async def test_calls_run_until_the_budget_is_spent_and_the_counter_matches_their_costs(gateway):
     enforcer = Enforcer(BudgetsConfig.model_validate({"budgets": [
         {"name": "task", "scope": "task", "limit_usd": "0.0005", "window": "lifetime"}]}), MemoryStore())
-    flow = compose([ModelRoute(gateway), PromptCaching(gateway.prompt_cache, gateway.prices),
-                    Budgets(enforcer, gateway.prices)], ProviderCall(gateway))
+    flow = compose([ModelRoute(gateway.deployments, gateway.router, gateway.preparer),
+                    PromptCacheStats(gateway.prompt_cache.stats, gateway.prices),
+                    Budgets(enforcer, gateway.prices)], ProviderCall(gateway.deployments, gateway.router, gateway.prices, gateway.preparer))
     costs: list[Decimal] = []
     refused = None
     for i in range(200):
@@ -57,7 +55,7 @@ async def test_calls_run_until_the_budget_is_spent_and_the_counter_matches_their
         body = {"model": "gpt-4o-mini", "max_tokens": 60, "stream": stream,
                 "messages": [{"role": "user", "content": f"question number {i}: how do budgets work?"}]}
         try:
-            answer = await flow(call_for(gateway, OPENAI, body))
+            answer = await flow(call_for(gateway, OPENAI_CHAT, body))
         except BudgetExceeded as exc:
             refused = exc
             break
@@ -78,13 +76,14 @@ async def test_an_anthropic_deployment_is_estimated_on_its_own_wire(gateway):
     enforcer = Enforcer(BudgetsConfig.model_validate({"budgets": [
         {"name": "tenant", "scope": "tenant", "limit_usd": "1", "window": "day"}]}), MemoryStore())
     seen = []
-    flow = compose([ModelRoute(gateway), Budgets(enforcer, gateway.prices, on_reserved=lambda c, r: seen.append(r))],
-                   ProviderCall(gateway))
+    flow = compose([ModelRoute(gateway.deployments, gateway.router, gateway.preparer),
+                    Budgets(enforcer, gateway.prices, on_reserved=lambda c, r: seen.append(r))],
+                   ProviderCall(gateway.deployments, gateway.router, gateway.prices, gateway.preparer))
     # The OpenAI surface calling Claude: the estimate reads the Anthropic body that goes upstream.
-    answer = await flow(call_for(gateway, OPENAI, {"model": "claude-haiku-4-5", "max_tokens": 40,
+    answer = await flow(call_for(gateway, OPENAI_CHAT, {"model": "claude-haiku-4-5", "max_tokens": 40,
                                                    "messages": [{"role": "user", "content": "hi"}]}))
     assert answer.cost is not None and answer.cost <= seen[0].worst_usd
-    answer = await flow(call_for(gateway, ANTHROPIC, {"model": "gpt-4o-mini", "max_tokens": 40,
+    answer = await flow(call_for(gateway, ANTHROPIC_MESSAGES, {"model": "gpt-4o-mini", "max_tokens": 40,
                                                       "messages": [{"role": "user", "content": "hi"}]}))
     assert answer.cost is not None and answer.cost <= seen[1].worst_usd
     spent = (await enforcer.spend("tenant", "demo"))["budgets"][0]

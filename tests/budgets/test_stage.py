@@ -10,16 +10,15 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from thrifty.api.surfaces import ANTHROPIC, OPENAI
 from thrifty.budgets import BudgetExceeded, BudgetsConfig, BudgetUnavailable, Enforcer
 from thrifty.budgets.memory import MemoryStore
 from thrifty.budgets.stage import Budgets
-from thrifty.core.gateway import Route
-from thrifty.core.pipeline import Answer, Call
-from thrifty.core.usage import Usage
+from thrifty.core.deployments import Route
+from thrifty.contract import Answer, Call
+from thrifty.contract.usage import Usage
 from thrifty.errors import UpstreamError
-from thrifty.ledger import LedgerRow
 from thrifty.pricing import PriceBook
+from thrifty.wire import OPENAI_CHAT, Wire
 
 D = Decimal
 PRICES = PriceBook()
@@ -28,18 +27,15 @@ PRICES = PriceBook()
 @dataclass
 class FakeProvider:
     name: str
-    wire: str
+    wire: Wire
 
 
-def make_call(body: dict[str, Any] | None = None, *, model: str = "gpt-4o-mini", wire: str = "openai",
+def make_call(body: dict[str, Any] | None = None, *, model: str = "gpt-4o-mini", wire: Wire = OPENAI_CHAT,
               tenant: str = "acme", feature: str | None = "search", stream: bool = False) -> Call:
     body = body if body is not None else {"model": model, "messages": [{"role": "user", "content": "hello"}],
                                           "max_tokens": 100}
-    row = LedgerRow(request_id="r1", started_at=0.0, finished_at=0.0, tenant=tenant, feature=feature, user=None,
-                    task=None, call_site=None, surface="openai", provider=None, requested_model=model,
-                    served_model=model, tier=None, status=0, error_type=None)
-    call = Call(request_id="r1", tenant=tenant, surface=OPENAI if wire == "openai" else ANTHROPIC,
-                headers={"authorization": "Bearer sk-acme"}, body=body, model=model, stream=stream, row=row)
+    call = Call(request_id="r1", tenant=tenant, wire=wire, headers={"authorization": "Bearer sk-acme"},
+                body=body, model=model, stream=stream, feature=feature)
     call.route = Route(model, FakeProvider("p", wire), model, "standard", None)  # type: ignore[arg-type]
     call.upstream_body = dict(body)
     return call
@@ -218,7 +214,8 @@ async def test_downgrade_goes_through_the_hook_or_refuses():
 
     async def downgrade(call, r):
         moved.append(r.downgraded_by)
-        call.route = Route("small", FakeProvider("p", "openai"), "gpt-4o-mini", "fast", None)  # type: ignore[arg-type]
+        small = FakeProvider("p", OPENAI_CHAT)
+        call.route = Route("small", small, "gpt-4o-mini", "fast", None)  # type: ignore[arg-type]
         return True
 
     await Budgets(e, PRICES, downgrade=downgrade)(make_call(), up)

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from thrifty.cache import CorruptEntry, Entry, decode_entry, encode_entry
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 
 KEY = "x1:" + "ab" * 32
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from thrifty.cache import CachePolicy, cache_key, canonical_request
 from thrifty.cache.keys import PREFIXED_ID, _normalize_lines, normalize_whitespace
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT
 
 POLICY = CachePolicy()
 
@@ -24,7 +25,7 @@ def body(**over):
     return b
 
 
-def key(b, *, tenant="acme", surface="openai", policy=POLICY, **kw):
+def key(b, *, tenant="acme", surface=OPENAI_CHAT, policy=POLICY, **kw):
     return cache_key(tenant, surface, b, policy, **kw)
 
 
@@ -47,7 +48,7 @@ def test_shared_namespace_scope_is_in_the_documented_form():
                                                             "messages": [{"role": "user", "content": "hi"}]}]
     expected = "x1:" + hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
     b = {"model": "claude-x", "max_tokens": 10, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}
-    assert key(b, surface="anthropic", policy=CachePolicy(namespace="faq")) == expected
+    assert key(b, surface=ANTHROPIC_MESSAGES, policy=CachePolicy(namespace="faq")) == expected
 
 
 def test_canonical_request_does_not_modify_the_body():
@@ -55,7 +56,7 @@ def test_canonical_request_does_not_modify_the_body():
              messages=[{"role": "user", "content": [{"type": "text", "text": " hi  there ",
                                                      "cache_control": {"type": "ephemeral"}}]}])
     before = copy.deepcopy(b)
-    canonical_request("openai", b, POLICY)
+    canonical_request(OPENAI_CHAT, b, POLICY)
     assert b == before
 
 
@@ -130,8 +131,8 @@ def test_max_tokens_and_max_completion_tokens_are_the_same_on_openai():
     assert key(body(max_tokens=100)) == key(body(max_completion_tokens=100))
     assert key(body(max_tokens=100)) != key(body(max_completion_tokens=101))
     a = {"model": "c", "max_tokens": 100, "messages": [{"role": "user", "content": "x"}]}
-    assert key(a, surface="anthropic") != key({**a, "max_completion_tokens": 100, "max_tokens": 1},
-                                              surface="anthropic")
+    assert key(a, surface=ANTHROPIC_MESSAGES) != key({**a, "max_completion_tokens": 100, "max_tokens": 1},
+                                              surface=ANTHROPIC_MESSAGES)
 
 
 def test_cache_control_markers_and_single_text_parts_do_not_change_the_key():
@@ -144,7 +145,7 @@ def test_cache_control_markers_and_single_text_parts_do_not_change_the_key():
               "messages": [{"role": "user", "content": [{"type": "text", "text": "hello",
                                                          "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}],
               "cache_control": {"type": "ephemeral"}}
-    assert key(plain, surface="anthropic") == key(marked, surface="anthropic")
+    assert key(plain, surface=ANTHROPIC_MESSAGES) == key(marked, surface=ANTHROPIC_MESSAGES)
 
 
 def openai_tool_turn(first_id, second_id, first_result="15C", second_result="20C"):
@@ -176,7 +177,7 @@ def test_anthropic_tool_use_ids_do_not_change_the_key():
             {"role": "user", "content": "weather?"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": tid, "name": "w", "input": {"c": "Oslo"}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tid, "content": "cold"}]}]}
-    assert key(turn("toolu_01A"), surface="anthropic") == key(turn("toolu_99Z"), surface="anthropic")
+    assert key(turn("toolu_01A"), surface=ANTHROPIC_MESSAGES) == key(turn("toolu_99Z"), surface=ANTHROPIC_MESSAGES)
 
 
 # -- what changes the key -------------------------------------------------------------------------
@@ -204,7 +205,7 @@ def test_different_values_of_a_parameter_give_different_keys():
 
 def test_model_surface_and_content_change_the_key():
     assert key(body()) != key(body(model="gpt-4o"))
-    assert key(body()) != key(body(), surface="anthropic")
+    assert key(body()) != key(body(), surface=ANTHROPIC_MESSAGES)
     assert key(body()) != key(with_user("What is the capital of Spain?"))
     assert key(with_user("hi")) != key(body(messages=[{"role": "system", "content": "hi"}]))
     assert key(body(), model="tier:small") != key(body())

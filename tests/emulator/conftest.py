@@ -18,12 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Emulator:
-    """One `python -m thrifty.providers.emulator` process."""
+    """One `python -m thrifty_emulator` process."""
 
     def __init__(self, args: list[str]) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "thrifty.providers.emulator", "--host", "127.0.0.1", "--port", "0", *args],
+            [sys.executable, "-m", "thrifty_emulator", "--host", "127.0.0.1", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "listening on" not in line:

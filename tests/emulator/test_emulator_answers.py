@@ -7,8 +7,8 @@ import random
 import jsonschema
 import pytest
 
-from thrifty.providers.emulator.answers import cut, prose, value_for
-from thrifty.providers.emulator.prompt import Tokenizer
+from thrifty_emulator.answers import cut, prose, value_for
+from thrifty_emulator.prompt import Tokenizer
 
 SCHEMAS = [
     {"type": "object", "properties": {"a": {"type": "integer", "minimum": 5, "maximum": 9},

@@ -7,8 +7,8 @@ import json
 import httpx2
 import pytest
 
-from thrifty.providers.emulator import build_app, default_config
-from thrifty.providers.emulator.asgi import DisconnectWatch
+from thrifty_emulator import build_app, default_config
+from thrifty_emulator.asgi import DisconnectWatch
 
 USER = [{"role": "user", "content": "Draft a short apology for a late delivery."}]
 FIELDS = {"requests", "input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",

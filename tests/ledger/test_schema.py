@@ -10,8 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from thrifty.ledger import MIGRATIONS, LedgerRow, Migration, SQLiteLedger, apply_migrations
-from thrifty.ledger.schema import CALL_COLUMNS, money_to_text
+from thrifty.ledger import MIGRATIONS, SQLITE, LedgerRow, Migration, SQLiteLedger
+from thrifty.ledger import apply_migrations as _apply
+from thrifty.ledger.schema import CALL_COLUMNS, LEVER_COLUMNS, money_to_text
 
 # (name, declared type, not null, default, primary key) as PRAGMA table_info reports them.
 CALLS = [
@@ -46,11 +47,21 @@ CALLS = [
     ("baseline_cost_usd", "TEXT", 0, None, 0),
     ("saved_prompt_cache_usd", "TEXT", 0, None, 0),
     ("saved_response_cache_usd", "TEXT", 0, None, 0),
+    ("accounting", "INTEGER", 0, None, 0),
+    ("baseline_model", "TEXT", 0, None, 0),
+    ("provider_discount_usd", "TEXT", 0, None, 0),
 ]
 CALL_BODIES = [
     ("request_id", "TEXT", 1, None, 1),
     ("request_body", "TEXT", 0, None, 0),
     ("response_body", "TEXT", 0, None, 0),
+]
+CALL_LEVERS = [
+    ("request_id", "TEXT", 1, None, 1),
+    ("lever", "TEXT", 1, None, 2),
+    ("saved_usd", "TEXT", 0, None, 0),
+    ("estimated", "INTEGER", 1, "0", 0),
+    ("note", "TEXT", 0, None, 0),
 ]
 INDEXES = {
     "idx_calls_started_at": ["started_at"],
@@ -64,7 +75,12 @@ PINNED = [
     ("0001_calls", "0ac56abaadee47fdc1d5964742bf7e2d5f4df04dde147a85960e7233bab5092f"),
     ("0002_call_bodies", "8a9e08beb74343c221b0f9a8ba5ea1bb198513b8fa7d18e1ceb22aa9a7b663f2"),
     ("0003_lever_savings", "f93419f5a24767409c96035ca3ad8700be77d4a33c4f466e00c44d832eb8973c"),
+    ("0004_call_levers", "d5bd6b265d118f369b8d3a07c5734748f5fc1f3383ec09683858915e8b0de186"),
 ]
+
+
+def apply_migrations(conn, migrations=MIGRATIONS):
+    return _apply(conn, SQLITE, migrations)
 
 
 def _checksum(m: Migration) -> str:
@@ -101,6 +117,7 @@ def test_calls_table_is_exactly_the_pinned_schema(tmp_path):
     c = sqlite3.connect(tmp_path / "ledger.db")
     assert _table(c, "calls") == CALLS
     assert _table(c, "call_bodies") == CALL_BODIES
+    assert _table(c, "call_levers") == CALL_LEVERS
     assert _indexes(c, "calls") == INDEXES
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert [r[0] for r in c.execute("SELECT name FROM _migrations ORDER BY name")] == [m.name for m in MIGRATIONS]
@@ -122,6 +139,8 @@ def test_every_row_field_has_a_column(conn):
     apply_migrations(conn)
     columns = {name for name, *_ in _table(conn, "calls")} | {name for name, *_ in _table(conn, "call_bodies")}
     mapped = dict(CALL_COLUMNS) | {"request_body": "request_body", "response_body": "response_body"}
+    mapped["levers"] = "request_id"  # rows of call_levers, keyed by the call
+    assert [name for name, *_ in _table(conn, "call_levers")] == list(LEVER_COLUMNS)
     fields = [f.name for f in dataclasses.fields(LedgerRow)]
     assert sorted(mapped) == sorted(fields), "a LedgerRow field has no column mapping"
     assert set(mapped.values()) <= columns, "a LedgerRow field has no column: add a migration"
@@ -143,6 +162,23 @@ def test_an_older_database_gets_only_the_missing_migrations(conn):
     assert apply_migrations(conn) == [m.name for m in MIGRATIONS[1:]]
     assert _table(conn, "calls") == CALLS
     assert conn.execute("SELECT request_id FROM calls").fetchall() == [("old",)]
+
+
+def test_rows_written_before_0004_read_back_as_the_old_accounting(tmp_path):
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    apply_migrations(conn, MIGRATIONS[:3])
+    conn.execute("INSERT INTO calls (request_id, started_at, finished_at, surface, status, cost_usd, "
+                 "baseline_cost_usd, saved_prompt_cache_usd) VALUES ('old', 1, 2, 'openai', 200, '0.1', '0.3', '0.2')")
+    conn.close()
+    with SQLiteLedger(str(path)) as ledger:  # start() applies 0004
+        (old,) = ledger.rows()
+    assert old.accounting is None and old.levers == () and old.baseline_model is None
+    assert old.saved_prompt_cache_usd == Decimal("0.2") and old.provider_discount_usd is None
+    assert LedgerRow(**{**{f.name: getattr(old, f.name) for f in dataclasses.fields(old)},
+                        "accounting": 2}).accounting == 2
+    assert LedgerRow("new", 1, 2, None, None, None, None, None, "openai", None, None, None, None,
+                     200, None).accounting == 2  # rows made now use the current definition
 
 
 def test_a_failing_migration_applies_nothing(conn):

@@ -8,9 +8,14 @@ import threading
 import psycopg
 
 from thrifty.ledger import MIGRATIONS, SQLiteLedger
-from thrifty.ledger.postgres import PostgresLedger, apply_migrations
+from thrifty.ledger import apply_migrations as _apply
+from thrifty.ledger.postgres import POSTGRES, PostgresLedger
 
 from tests.ledger_pg.conftest import _connect
+
+
+def apply_migrations(conn, migrations=MIGRATIONS):
+    return _apply(conn, POSTGRES, migrations)
 
 
 def _pg_columns(db, schema: str, table: str) -> list[tuple]:
@@ -29,12 +34,16 @@ def test_the_schema_has_the_same_columns_as_sqlite(url, db, schema, tmp_path):
     lite.start()
     lite.close()
     conn = sqlite3.connect(tmp_path / "ledger.db")
-    for table in ("calls", "call_bodies"):
+    for table in ("calls", "call_bodies", "call_levers"):
         # Names, order, declared types and NOT NULL: the same statements made the same tables.
         assert _pg_columns(db, schema, table) == _sqlite_columns(conn, table)
     pk = db.execute("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                     "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'calls'::regclass AND i.indisprimary").fetchall()
     assert pk == [("request_id",)]
+    pk = db.execute("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                    "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'call_levers'::regclass AND i.indisprimary "
+                    "ORDER BY a.attnum").fetchall()
+    assert pk == [("request_id",), ("lever",)]
     indexes = {name for (name,) in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s "
                                               "AND tablename = 'calls' AND indexname LIKE 'idx_%%'", (schema,))}
     assert indexes == {name for (name,) in conn.execute(

@@ -183,3 +183,13 @@ def test_other_files_in_the_directory_are_left_alone(tmp_path):
     sink = Sink()
     assert Spool(str(tmp_path)).replay(sink) == 0
     assert (tmp_path / "rejected.jsonl").exists()
+
+
+def test_levers_and_the_accounting_survive_the_spool(tmp_path):
+    from tests.ledger_util import savings_rows
+
+    sp = Spool(str(tmp_path))
+    rows = savings_rows()
+    sp.append(rows)
+    assert list(sp.read()) == rows
+    assert [r.accounting for r in sp.read()] == [r.accounting for r in rows]

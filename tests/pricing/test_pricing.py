@@ -12,7 +12,7 @@ import genai_prices
 import pytest
 from genai_prices import data_snapshot
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 from thrifty.errors import ConfigError
 from thrifty.pricing import (
     Cost, PriceBook, PriceCard, PriceOverride, card_as_dict, format_card, to_genai_usage,

@@ -10,14 +10,20 @@ from typing import Any
 
 import pytest
 
-from thrifty.api.surfaces import OpenAISurface
-from thrifty.core.gateway import Route
-from thrifty.core.pipeline import Call
+from thrifty.contract import Call, ModelMoved
+from thrifty.core.deployments import Deployments, Route
+from thrifty.core.policy import CallPolicy
 from thrifty.core.upstream import ProviderCall
 from thrifty.errors import GatewayError, error_for_status
-from thrifty.ledger import LedgerRow
 from thrifty.pricing import PriceBook
 from thrifty.providers.reliability import Reliability, ReliabilityConfig
+from thrifty.shaping.prepare import Preparer
+from thrifty.shaping.prompt_cache import PromptCachePlanner
+from thrifty.shaping.request import Shape
+from thrifty.wire import OPENAI_CHAT, Wire
+
+# The levers every attempt's body carries: an output cap and the prompt-cache plan.
+POLICY = CallPolicy(route="default", prompt_cache=True, exact_cache=None, shape=Shape(output_cap=64))
 
 
 def ok(model: str) -> dict[str, Any]:
@@ -29,7 +35,7 @@ def ok(model: str) -> dict[str, Any]:
 class Scripted:
     """A provider answering from a script: an exception to raise, a float to sleep, else a success."""
 
-    def __init__(self, name: str, script: list[Any], wire: str = "openai", timeout_s: float = 600.0) -> None:
+    def __init__(self, name: str, script: list[Any], wire: Wire = OPENAI_CHAT, timeout_s: float = 600.0) -> None:
         self.name, self.wire, self.script = name, wire, list(script)
         self.config = SimpleNamespace(timeout_s=timeout_s)
         self.bodies: list[dict[str, Any]] = []
@@ -61,19 +67,18 @@ def gateway(providers: dict[str, Scripted], tiers: dict[str, list[str]] | None =
     routes = {name: Route(name, p, name, "fast", (price_provider or {}).get(name)) for name, p in providers.items()}
     router = SimpleNamespace(ranked={t: tuple(n) for t, n in tiers.items()}) if tiers else None
     return SimpleNamespace(routes=routes, router=router, prices=PriceBook(),
+                           preparer=Preparer(PromptCachePlanner(), 4096),
                            config=SimpleNamespace(defaults=SimpleNamespace(anthropic_max_tokens=4096)))
 
 
-def make_call(gw, deployment: str, *, stream: bool = False, tier: str | None = "fast") -> Call:
-    body = {"model": "thrifty/fast", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-    row = LedgerRow(request_id="r", started_at=0, finished_at=0, tenant="t", feature=None, user=None, task=None,
-                    call_site=None, surface="openai", provider="p", requested_model="thrifty/fast",
-                    served_model=deployment, tier=tier, status=0, error_type=None)
-    route = gw.routes[deployment]
-    upstream = OpenAISurface().upstream_body(body, "openai", route.model, 4096)
-    upstream["prompt_cache_key"] = "shaped-by-an-earlier-stage"
-    return Call(request_id="r", tenant="t", surface=OpenAISurface(), headers={}, body=body, model="thrifty/fast",
-                stream=stream, row=row, route=route, upstream_body=upstream)
+def make_call(gw, deployment: str, *, stream: bool = False, tier: str | None = "fast",
+              reserved_output_cap: int | None = None, policy: CallPolicy = POLICY) -> Call:
+    body = {"model": "thrifty/fast", "stream": stream, "messages": [
+        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "hi"}]}
+    call = Call(request_id="r", tenant="t", wire=OPENAI_CHAT, headers={}, body=body, model="thrifty/fast",
+                stream=stream, tier=tier, policy=policy, reserved_output_cap=reserved_output_cap)
+    gw.preparer.prepare(call, gw.routes[deployment])  # what routing does before the provider call
+    return call
 
 
 def provider_call(gw, **cfg) -> ProviderCall:
@@ -82,7 +87,8 @@ def provider_call(gw, **cfg) -> ProviderCall:
     async def sleep(s: float) -> None:
         slept.append(s)
 
-    pc = ProviderCall(gw, Reliability(ReliabilityConfig(**cfg), rng=random.Random(0), sleep=sleep))
+    pc = ProviderCall(Deployments(gw.routes), gw.router, gw.prices, gw.preparer,
+                      Reliability(ReliabilityConfig(**cfg), rng=random.Random(0), sleep=sleep))
     pc.slept = slept  # type: ignore[attr-defined]
     return pc
 
@@ -93,7 +99,7 @@ async def test_a_500_is_retried_twice_with_backoff_then_fails():
     pc, call = provider_call(gw), make_call(gw, "a", tier=None)
     with pytest.raises(GatewayError) as info:
         await pc(call)
-    assert info.value.status == 500 and call.row.retries == 2 and len(a.bodies) == 3
+    assert info.value.status == 500 and call.retries == 2 and len(a.bodies) == 3
     assert len(pc.slept) == 2 and 0 <= pc.slept[0] <= 0.25 and 0 <= pc.slept[1] <= 0.5
 
 
@@ -102,7 +108,7 @@ async def test_a_500_then_success_on_the_same_deployment():
     gw = gateway({"a": a})
     pc, call = provider_call(gw), make_call(gw, "a", tier=None)
     answer = await pc(call)
-    assert answer.complete and call.row.retries == 1 and len(a.bodies) == 2
+    assert answer.complete and call.retries == 1 and len(a.bodies) == 2
 
 
 async def test_a_400_is_never_retried():
@@ -111,7 +117,7 @@ async def test_a_400_is_never_retried():
     pc, call = provider_call(gw), make_call(gw, "a")
     with pytest.raises(GatewayError) as info:
         await pc(call)
-    assert info.value.status == 400 and call.row.retries == 0 and len(a.bodies) == 1
+    assert info.value.status == 400 and call.retries == 0 and len(a.bodies) == 1
     assert pc.reliability.breakers.state("a") == "closed"
 
 
@@ -120,15 +126,20 @@ async def test_a_429_moves_to_the_next_deployment_at_once_with_the_shaped_body()
     b = Scripted("b", [])
     gw = gateway({"a": a, "b": b}, {"fast": ["a", "b"]})
     pc, call = provider_call(gw), make_call(gw, "a")
+    first = call.upstream_body  # prepared for a: the route's output cap and a prompt-cache key
+    assert first["max_completion_tokens"] == 64 and first["prompt_cache_key"] == call.prefix_id
     answer = await pc(call)
-    assert answer.complete and call.row.retries == 1 and pc.slept == []
-    assert call.row.served_model == "b" and call.row.tier == "fast" and call.route is gw.routes["b"]
-    assert b.bodies[0]["model"] == "b" and b.bodies[0]["prompt_cache_key"] == "shaped-by-an-earlier-stage"
+    assert answer.complete and call.retries == 1 and pc.slept == []
+    assert call.route.model == "b" and call.tier == "fast" and call.route is gw.routes["b"]
+    # The fallback body is prepared for b with the same levers: the output cap and b's prompt-cache key.
+    assert b.bodies[0]["model"] == "b" and b.bodies[0]["max_completion_tokens"] == 64
+    assert b.bodies[0]["prompt_cache_key"] == call.prefix_id != a.bodies[0]["prompt_cache_key"]
+    assert call.attempt_effects == [ModelMoved("fallback", "a", None)]
     # The deployment that said 429 gets no traffic before its retry-after...
     assert not pc.reliability.breakers.is_healthy("a")
     call2 = make_call(gw, "a")
     await pc(call2)
-    assert len(a.bodies) == 1 and call2.row.served_model == "b" and call2.row.retries == 0
+    assert len(a.bodies) == 1 and call2.route.model == "b" and call2.retries == 0
 
 
 async def test_a_429_without_another_deployment_goes_back_to_the_client():
@@ -137,7 +148,7 @@ async def test_a_429_without_another_deployment_goes_back_to_the_client():
     pc, call = provider_call(gw), make_call(gw, "a", tier=None)
     with pytest.raises(GatewayError) as info:
         await pc(call)
-    assert info.value.status == 429 and info.value.retry_after == "2" and call.row.retries == 0
+    assert info.value.status == 429 and info.value.retry_after == "2" and call.retries == 0
 
 
 async def test_fallback_to_another_catalog_provider_rebuilds_the_body():
@@ -146,8 +157,23 @@ async def test_fallback_to_another_catalog_provider_rebuilds_the_body():
     gw = gateway({"a": a, "groq": groq}, {"fast": ["a", "groq"]}, price_provider={"groq": "groq"})
     pc, call = provider_call(gw), make_call(gw, "a")
     await pc(call)
-    assert call.row.retries == 2 and call.row.served_model == "groq"
+    assert call.retries == 2 and call.route.model == "groq"
+    assert "prompt_cache_key" in a.bodies[0]
+    # Groq does not take prompt_cache_key: the body prepared for it has none, but the same shaping.
     assert "prompt_cache_key" not in groq.bodies[0] and groq.bodies[0]["model"] == "groq"
+    assert groq.bodies[0]["max_completion_tokens"] == 64
+    assert call.attempt_effects == [ModelMoved("fallback", "a", None)]
+
+
+async def test_a_fallback_body_keeps_the_output_cap_a_budget_reserved():
+    a = Scripted("a", [error_for_status(503, "busy")] * 3)
+    b = Scripted("b", [])
+    gw = gateway({"a": a, "b": b}, {"fast": ["a", "b"]})
+    unshaped = CallPolicy(route="default", prompt_cache=False, exact_cache=None)
+    pc, call = provider_call(gw), make_call(gw, "a", reserved_output_cap=321, policy=unshaped)
+    await pc(call)
+    assert call.route.model == "b" and len(b.bodies) == 1 and call.retries == len(a.bodies) >= 1
+    assert all(body["max_completion_tokens"] == 321 for body in a.bodies + b.bodies)
 
 
 async def test_open_breaker_sends_calls_to_the_peer_and_fail_fast_refuses():
@@ -157,11 +183,11 @@ async def test_open_breaker_sends_calls_to_the_peer_and_fail_fast_refuses():
     pc = provider_call(gw, breaker={"min_calls": 2, "failure_rate": 0.5})
     call = make_call(gw, "a")
     await pc(call)  # a fails, a fails (opens), b serves
-    assert call.row.retries == 2 and call.row.served_model == "b" and len(a.bodies) == 2
+    assert call.retries == 2 and call.route.model == "b" and len(a.bodies) == 2
     assert pc.reliability.breakers.state("a") == "open"
     call = make_call(gw, "a")
     await pc(call)
-    assert len(a.bodies) == 2 and call.row.served_model == "b" and call.row.retries == 0
+    assert len(a.bodies) == 2 and call.route.model == "b" and call.retries == 0
 
     lone = gateway({"a": Scripted("a", [error_for_status(500, "x")] * 10)})
     pc = provider_call(lone, fail_fast=True, breaker={"min_calls": 2})
@@ -179,7 +205,7 @@ async def test_the_deadline_cuts_an_attempt_and_stops_retries():
     with pytest.raises(GatewayError) as info:
         await pc(call)
     assert info.value.status == 504 and "deadline" in info.value.message
-    assert call.row.retries == 0 and len(a.bodies) == 1
+    assert call.retries == 0 and len(a.bodies) == 1
 
 
 async def test_no_backoff_waits_past_the_deadline():
@@ -190,7 +216,7 @@ async def test_no_backoff_waits_past_the_deadline():
     call = make_call(gw, "a", tier=None)
     with pytest.raises(GatewayError) as info:
         await pc(call)
-    assert info.value.status == 500 and call.row.retries == 0 and pc.slept == []
+    assert info.value.status == 500 and call.retries == 0 and pc.slept == []
 
 
 async def test_streams_retry_before_the_first_event_only():
@@ -200,7 +226,7 @@ async def test_streams_retry_before_the_first_event_only():
     pc, call = provider_call(gw, same_deployment_retries=0), make_call(gw, "a", stream=True)
     answer = await pc(call)
     events = [e async for e in answer.events]
-    assert answer.complete and events and call.row.retries == 1 and call.row.served_model == "b"
+    assert answer.complete and events and call.retries == 1 and call.route.model == "b"
 
     # Broken after its first event: the client already has it, so no retry.
     c = Scripted("c", [None, error_for_status(502, "cut")])
@@ -211,7 +237,7 @@ async def test_streams_retry_before_the_first_event_only():
     with pytest.raises(GatewayError):
         async for e in answer.events:
             got.append(e)
-    assert len(got) == 1 and not answer.complete and call.row.retries == 0 and len(c.bodies) == 1
+    assert len(got) == 1 and not answer.complete and call.retries == 0 and len(c.bodies) == 1
 
 
 async def test_disabled_means_one_attempt():
@@ -220,4 +246,4 @@ async def test_disabled_means_one_attempt():
     pc, call = provider_call(gw, enabled=False), make_call(gw, "a", tier=None)
     with pytest.raises(GatewayError):
         await pc(call)
-    assert call.row.retries == 0 and len(a.bodies) == 1
+    assert call.retries == 0 and len(a.bodies) == 1

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from thrifty.routing import checks as c
-from thrifty.routing.checks import AnswerView, CheckSettings, first_failure
+from thrifty.routing.checks import CheckSettings, first_failure
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, AnswerView
 
 
 def test_empty_short_and_truncated():
@@ -138,36 +139,37 @@ def test_request_and_answer_helpers_for_both_protocols():
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
     body = {"model": "m", "messages": [], "response_format": {"type": "json_schema",
                                                               "json_schema": {"name": "x", "schema": schema}}}
-    asked = c.request_confidence(body)
+    asked = c.request_confidence(body, OPENAI_CHAT)
     assert "confidence" in asked["response_format"]["json_schema"]["schema"]["properties"]
     assert "confidence" not in body["response_format"]["json_schema"]["schema"]["properties"]
-    assert c.request_confidence({"messages": []}) is None
-    assert c.requested_schema(body) is schema and c.requested_schema({"messages": []}) is None
+    assert c.request_confidence({"messages": []}, OPENAI_CHAT) is None
+    assert OPENAI_CHAT.requested_schema(body) is schema and OPENAI_CHAT.requested_schema({"messages": []}) is None
     tool = {"name": "t", "input_schema": schema}
-    an = c.request_confidence({"tools": [tool], "tool_choice": {"type": "tool", "name": "t"}}, "anthropic")
+    an = c.request_confidence({"tools": [tool], "tool_choice": {"type": "tool", "name": "t"}}, ANTHROPIC_MESSAGES)
     assert "confidence" in an["tools"][0]["input_schema"]["properties"]
-    assert c.requested_schema({"tools": [tool], "tool_choice": {"type": "tool", "name": "t"}}, "anthropic") is schema
-    assert c.requested_schema({"output_format": {"type": "json_schema", "schema": schema}}, "anthropic") is schema
+    forced = {"tools": [tool], "tool_choice": {"type": "tool", "name": "t"}}
+    assert ANTHROPIC_MESSAGES.requested_schema(forced) is schema
+    assert ANTHROPIC_MESSAGES.requested_schema({"output_format": {"type": "json_schema", "schema": schema}}) is schema
 
     answer = {"choices": [{"message": {"role": "assistant", "content": '{"a": "x", "confidence": 0.8}'},
                            "finish_reason": "stop"}]}
-    stripped, conf = c.strip_confidence_from_answer(answer)
+    stripped, conf = c.strip_confidence_from_answer(answer, OPENAI_CHAT)
     assert conf == 0.8 and json.loads(stripped["choices"][0]["message"]["content"]) == {"a": "x"}
     assert "confidence" in answer["choices"][0]["message"]["content"]  # the original is untouched
     tool_answer = {"content": [{"type": "tool_use", "id": "1", "name": "t", "input": {"a": "x", "confidence": 0.3}}],
                    "stop_reason": "tool_use"}
-    stripped, conf = c.strip_confidence_from_answer(tool_answer, "anthropic")
+    stripped, conf = c.strip_confidence_from_answer(tool_answer, ANTHROPIC_MESSAGES)
     assert conf == 0.3 and stripped["content"][0]["input"] == {"a": "x"}
 
 
 def test_answer_view():
-    oa = c.answer_view({"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}]})
+    oa = OPENAI_CHAT.answer_view({"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}]})
     assert oa == AnswerView("hi", "length")
-    call = c.answer_view({"choices": [{"message": {"content": None, "tool_calls": [
+    call = OPENAI_CHAT.answer_view({"choices": [{"message": {"content": None, "tool_calls": [
         {"function": {"name": "f", "arguments": '{"x": 1}'}}]}, "finish_reason": "tool_calls"}]})
     assert call.text == '{"x": 1}' and call.tool_call
-    an = c.answer_view({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
-                        "stop_reason": "max_tokens"}, "anthropic")
+    an = ANTHROPIC_MESSAGES.answer_view({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                        "stop_reason": "max_tokens"})
     assert an == AnswerView("ab", "length")
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import start_stack
 from tests.ledger_util import wait_row, wait_rows
 from thrifty.cli import localstack
-from thrifty.ledger import SQLiteLedger
+from thrifty.ledger import RowFilter, SQLiteLedger
 from thrifty.pricing import PriceBook
 
 CLASSIFY = "Classify this ticket as billing, bug or other: I was charged twice for order {n}"
@@ -50,7 +50,7 @@ def billing(stack):
 
 def rows_of(stack, rid):
     ledger = SQLiteLedger(str(stack.ledger_path))
-    return {r.request_id: r for r in ledger.rows("request_id LIKE ?", (rid + "%",))}
+    return {r.request_id: r for r in ledger.rows(RowFilter(request_id_prefix=rid))}
 
 
 def test_truncated_fast_answer_escalates_and_both_calls_are_in_the_ledger(esc_stack):

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Stack, start_stack
 from tests.ledger_util import wait_row, wait_rows
-from thrifty.ledger import SQLiteLedger
+from thrifty.ledger import RowFilter, SQLiteLedger
 
 HARD = "Classify this ticket as billing, bug or other: the invoice PDF shows a stack trace"
 EASY = "Classify this ticket as billing, bug or other: I was charged twice for my order"
@@ -83,4 +83,4 @@ def test_prompt_the_fast_model_passed_is_served_by_the_fast_tier(recorded_stack)
     row = wait_row(s.ledger_path, rid)
     assert row.served_model == "gpt-4o-mini" and row.tier == "fast" and row.error_type is None
     ledger = SQLiteLedger(str(s.ledger_path))
-    assert [r.request_id for r in ledger.rows("request_id LIKE ?", (rid + "%",))] == [rid]
+    assert [r.request_id for r in ledger.rows(RowFilter(request_id_prefix=rid))] == [rid]

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 from thrifty.shaping import GapCounts, PrefixStats
 from tests.shaping.helpers import FakeClock
 

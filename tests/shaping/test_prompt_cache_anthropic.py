@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 
 from thrifty.shaping import PrefixStats, PromptCachePlanner, PromptCachePolicy, min_cacheable_tokens
+from thrifty.wire import ANTHROPIC_MESSAGES
 from tests.shaping.helpers import agent_messages, anthropic_body, long_text, tool
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -14,7 +16,7 @@ EPHEMERAL = {"type": "ephemeral"}
 
 def plan(body, model="claude-sonnet-4-5", tenant="acme", planner=None, **policy):
     planner = planner or PromptCachePlanner(PromptCachePolicy(**policy))
-    return planner.plan(body, wire="anthropic", model=model, tenant=tenant)
+    return planner.plan(body, wire=ANTHROPIC_MESSAGES, model=model, tenant=tenant)
 
 
 def marks(body):
@@ -149,6 +151,10 @@ def test_client_breakpoints_are_kept_and_count_toward_four():
         ("tools[1]", False), ("system[0]", True), ("messages[3].content[1]", True)]
     assert [b.ttl for b in p.breakpoints] == ["1h", "5m", "5m"], "a 1h breakpoint may come before 5m ones"
     assert len(marks(p.body)) == 3
+    # What the client's own breakpoint alone would have cached: both tools, at its TTL.
+    assert p.client_ttl == "1h"
+    assert 0 < p.client_prefix_tokens < next(b.tokens for b in p.breakpoints if b.where == "system[0]")
+    assert plan(anthropic_body(system=long_text(1500), messages=agent_messages(2))).client_prefix_tokens is None
 
 
 def test_never_more_than_four_breakpoints():
@@ -204,8 +210,8 @@ def test_fixed_1h_policy_marks_1h():
 def test_planning_is_idempotent():
     planner = PromptCachePlanner()
     body = anthropic_body(system=long_text(1500), tools=[tool("a", long_text(1200))], messages=agent_messages(3))
-    first = planner.plan(body, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
-    again = planner.plan(first.body, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
+    first = planner.plan(body, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
+    again = planner.plan(first.body, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
     assert again.body == first.body and not again.changed
     assert again.prefix_id == first.prefix_id and again.prefix_ids == first.prefix_ids
     assert [(b.where, b.ttl) for b in again.breakpoints] == [(b.where, b.ttl) for b in first.breakpoints]
@@ -231,7 +237,8 @@ def test_switches_and_malformed_bodies():
     assert no_auto.body is body and no_auto.prefix_id is not None and not no_auto.changed
     for bad in (anthropic_body(system=42), anthropic_body(messages="hi"), anthropic_body(tools={"a": 1})):
         assert plan(bad).body is bad
-    assert PromptCachePlanner().plan(body, wire="gemini", model="x", tenant="t").body is body
+    assert PromptCachePlanner().plan(body, wire=SimpleNamespace(name="gemini", prompt_caching="none"),
+                                     model="x", tenant="t").body is body
 
 
 def test_policy_validates_its_values():
@@ -252,7 +259,7 @@ def test_token_counts_are_memoised_per_distinct_content():
     body = anthropic_body(system=long_text(1500), tools=[tool("a")])
     for question in ("one", "two", "three"):
         body["messages"] = [{"role": "user", "content": question}]
-        planner.plan(body, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
+        planner.plan(body, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
     assert len(calls) == 2, "tools and system counted once each, whatever the question"
 
 

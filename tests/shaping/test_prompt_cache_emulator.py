@@ -8,9 +8,10 @@ import httpx
 import pytest
 
 from thrifty.cli.processes import start_emulator
-from thrifty.core.usage import Usage
-from thrifty.pricing import PriceBook
-from thrifty.shaping import PrefixStats, PromptCachePlanner, PromptCachePolicy, prompt_cache_saving
+from thrifty.pricing import PriceBook, cache_discount
+from thrifty.shaping import PrefixStats, PromptCachePlanner, PromptCachePolicy
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from thrifty.wire.anthropic_usage import usage_from_anthropic
 from tests.shaping.helpers import FakeClock, agent_messages, anthropic_body, long_text, tool
 
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
@@ -41,7 +42,7 @@ def prices():
 def send_anthropic(http, body):
     r = http.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS)
     assert r.status_code == 200, r.text
-    return Usage.from_anthropic(r.json()["usage"]), r.json()["usage"]
+    return usage_from_anthropic(r.json()["usage"]), r.json()["usage"]
 
 
 def test_two_calls_with_the_same_long_system_prompt_read_the_cache(http, prices):
@@ -52,10 +53,10 @@ def test_two_calls_with_the_same_long_system_prompt_read_the_cache(http, prices)
     for question in ("What is the refund window?", "Do you ship to Norway?"):
         body = anthropic_body(system=system, messages=[{"role": "user", "content": question}])
         assert "cache_control" not in str(body), "the client set no breakpoint"
-        plan = planner.plan(body, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
+        plan = planner.plan(body, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
         usage, raw = send_anthropic(http, plan.body)
         cost = prices.cost("claude-sonnet-4-5", usage)
-        saving = prompt_cache_saving(prices, "claude-sonnet-4-5", usage, actual=cost)
+        saving = cache_discount(prices, "claude-sonnet-4-5", usage, actual=cost.total)
         stats.observe(plan.prefix_id, usage, cost.total, saving)
         savings.append((raw, saving))
     (first, first_saving), (second, second_saving) = savings
@@ -77,7 +78,7 @@ def test_an_agent_loop_reads_its_history_and_the_provider_accepts_every_shape(ht
     reads = []
     for turn in range(4):
         body = anthropic_body(system=system, tools=tools, messages=messages)
-        plan = planner.plan(body, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
+        plan = planner.plan(body, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
         assert [b.segment for b in plan.breakpoints] == ["tools", "system", "history"]
         usage, raw = send_anthropic(http, plan.body)
         reads.append(raw["cache_read_input_tokens"])
@@ -97,12 +98,12 @@ def test_1h_and_5m_breakpoints_chosen_by_reuse_are_accepted_and_billed_by_ttl(ht
     planner = PromptCachePlanner(PromptCachePolicy(min_reuse_for_1h=1), stats=PrefixStats(clock))
     system = long_text(1500)
     messages = agent_messages(1)
-    planner.plan(anthropic_body(system=system, messages=messages), wire="anthropic",
+    planner.plan(anthropic_body(system=system, messages=messages), wire=ANTHROPIC_MESSAGES,
                  model="claude-sonnet-4-5", tenant="acme")
     clock.advance(20 * 60)  # the system prefix comes back 20 minutes later, in a new conversation
     fresh = agent_messages(1)
     fresh[0] = {"role": "user", "content": "A different conversation."}
-    plan = planner.plan(anthropic_body(system=system, messages=fresh), wire="anthropic",
+    plan = planner.plan(anthropic_body(system=system, messages=fresh), wire=ANTHROPIC_MESSAGES,
                         model="claude-sonnet-4-5", tenant="acme")
     assert [(b.segment, b.ttl) for b in plan.breakpoints] == [("system", "1h"), ("history", "5m")]
     usage, raw = send_anthropic(http, plan.body)
@@ -116,7 +117,7 @@ def test_openai_cache_keys_keep_tenants_apart(http):
     def call(tenant, question):
         body = {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": system},
                                                      {"role": "user", "content": question}]}
-        plan = planner.plan(body, wire="openai", model="gpt-4o-mini", tenant=tenant)
+        plan = planner.plan(body, wire=OPENAI_CHAT, model="gpt-4o-mini", tenant=tenant)
         assert plan.body["prompt_cache_key"] == plan.prefix_id
         r = http.post("/v1/chat/completions", json=plan.body, headers=OPENAI_HEADERS)
         assert r.status_code == 200, r.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from thrifty.shaping import PromptCachePlanner, PromptCachePolicy
+from thrifty.wire import OPENAI_CHAT
 from tests.shaping.helpers import long_text
 
 
@@ -15,7 +16,7 @@ def body(system="You answer questions about our refund policy.", question="How l
 
 def plan(b, tenant="acme", provider=None, model="gpt-4o-mini", planner=None, **policy):
     planner = planner or PromptCachePlanner(PromptCachePolicy(**policy))
-    return planner.plan(b, wire="openai", model=model, tenant=tenant, provider=provider)
+    return planner.plan(b, wire=OPENAI_CHAT, model=model, tenant=tenant, provider=provider)
 
 
 def test_cache_key_is_the_prefix_id_and_the_input_is_untouched():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from thrifty.shaping import GapCounts, PrefixStats, PromptCachePlanner, PromptCachePolicy, choose_ttl
+from thrifty.wire import ANTHROPIC_MESSAGES
 from tests.shaping.helpers import FakeClock, agent_messages, anthropic_body, long_text
 
 AUTO = PromptCachePolicy()
@@ -31,7 +32,7 @@ def test_fixed_ttl_and_min_reuse():
 
 
 def system_ttl(planner, body):
-    p = planner.plan(body, wire="anthropic", model="claude-sonnet-4-5", tenant="acme")
+    p = planner.plan(body, wire=ANTHROPIC_MESSAGES, model="claude-sonnet-4-5", tenant="acme")
     return {b.segment: b.ttl for b in p.breakpoints}
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from thrifty.shaping.request import Shape, shape_body
+from thrifty.shaping.request import Shape, limit_output, trim_chunks
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT
 
 
 def chunks(*ranks):
@@ -15,27 +16,38 @@ def chunks(*ranks):
 
 def test_output_cap_is_the_smaller_of_client_and_route():
     cap = Shape(output_cap=100)
-    assert shape_body({"messages": []}, "openai", cap)["max_completion_tokens"] == 100
-    assert shape_body({"messages": [], "max_tokens": 30}, "openai", cap) == {"messages": [], "max_completion_tokens": 30}
-    assert shape_body({"messages": [], "max_tokens": 4000}, "anthropic", cap)["max_tokens"] == 100
+    out, changed = limit_output({"messages": []}, OPENAI_CHAT, cap)
+    assert out["max_completion_tokens"] == 100 and changed == ["output cap 100"]
+    out, changed = limit_output({"messages": [], "max_tokens": 30}, OPENAI_CHAT, cap)
+    assert out == {"messages": [], "max_completion_tokens": 30} and changed == []
+    out, changed = limit_output({"messages": [], "max_tokens": 4000}, ANTHROPIC_MESSAGES, cap)
+    assert out["max_tokens"] == 100 and changed == ["output cap 100 (asked 4000)"]
 
 
 def test_default_stop_only_when_client_sent_none():
     s = Shape(stop=("\n\n###",))
-    assert shape_body({"messages": []}, "openai", s)["stop"] == ["\n\n###"]
-    assert shape_body({"messages": [], "stop": ["END"]}, "openai", s)["stop"] == ["END"]
-    assert shape_body({"messages": []}, "anthropic", s)["stop_sequences"] == ["\n\n###"]
+    out, changed = limit_output({"messages": []}, OPENAI_CHAT, s)
+    assert out["stop"] == ["\n\n###"] and changed == ["default stop sequences"]
+    out, changed = limit_output({"messages": [], "stop": ["END"]}, OPENAI_CHAT, s)
+    assert out["stop"] == ["END"] and changed == []
+    assert limit_output({"messages": []}, ANTHROPIC_MESSAGES, s)[0]["stop_sequences"] == ["\n\n###"]
+
+
+def test_limit_output_does_not_mutate_its_input():
+    body = {"messages": [], "max_tokens": 4000}
+    limit_output(body, OPENAI_CHAT, Shape(output_cap=100, stop=("END",)))
+    assert body == {"messages": [], "max_tokens": 4000}
 
 
 def test_top_k_keeps_best_ranked_chunks_and_strips_markers_without_mutating_input():
     body = {"messages": [{"role": "user", "content": chunks(3, 1, 2)}]}
-    out = shape_body(body, "openai", Shape(top_k_chunks=2))
+    out = trim_chunks(body, 2)
     parts = out["messages"][0]["content"]
     assert [p["text"][:9] for p in parts] == ["Question:", "Passage 1", "Passage 2"]
     assert all("thrifty_rank" not in p for p in parts)
     assert len(body["messages"][0]["content"]) == 4 and "thrifty_rank" in body["messages"][0]["content"][1]
     # Without top-k the markers are still removed, nothing is dropped.
-    untouched = shape_body(body, "openai", Shape())["messages"][0]["content"]
+    untouched = trim_chunks(body, Shape().top_k_chunks)["messages"][0]["content"]
     assert len(untouched) == 4 and all("thrifty_rank" not in p for p in untouched)
 
 

@@ -7,6 +7,7 @@
     PUT    /admin/budgets/{name}  a BudgetConfig body -> 201 (new) or 200 (replaced) {..., "source": "api"}
     GET    /admin/budgets     -> {"object": "list", "data": [...]}  (source "config" or "api")
     DELETE /admin/budgets/{name}  -> {"name", "deleted": true}
+    GET    /admin/savings?since=&until=&group_by=feature|tenant|model|tier  -> baseline, actual, each lever
 
 Budgets in force are the config file's (read-only here: 403) plus the API's; an API budget may
 not take a config budget's or rate limit's name (409). A change applies on this replica at once
@@ -29,7 +30,8 @@ from urllib.parse import parse_qs
 
 from thrifty import jsonutil
 from thrifty.api.asgi import Receive, Scope, Send, read_body, send_response
-from thrifty.api.surfaces import OPENAI
+from thrifty.wire import OPENAI_CHAT as OPENAI
+from thrifty.api.admin_savings import savings
 from thrifty.core.gateway import Gateway
 from thrifty.core.keys import ID_LEN, digest, key_id
 from thrifty.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound, PermissionDenied
@@ -113,6 +115,10 @@ class AdminAPI:
         if path == "/admin/spend":
             if method == "GET":
                 return 200, await self._spend(scope)
+            raise _method_not_allowed(method, path)
+        if path == "/admin/savings":
+            if method == "GET":
+                return 200, await savings(self.gateway.ledger, scope.get("query_string", b""))
             raise _method_not_allowed(method, path)
         if path == "/admin/metrics":
             if method == "GET":
@@ -219,7 +225,7 @@ class AdminAPI:
         return {"name": name, "deleted": True}
 
     async def _spend(self, scope: Scope) -> dict[str, Any]:
-        from thrifty.budgets.backend import StoreUnavailable
+        from thrifty.errors import BudgetStoreUnavailable
 
         q = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         which = q.get("scope")
@@ -229,7 +235,7 @@ class AdminAPI:
             return await self.gateway.budgets.spend(which, q.get("value"), tenant=q.get("tenant"))
         except ValueError as exc:
             raise InvalidRequest(str(exc), param="value") from None
-        except StoreUnavailable as exc:
+        except BudgetStoreUnavailable as exc:
             raise GatewayError(f"the budget counters cannot be read: {exc}", status=503,
                                code="budget_store_unavailable") from None
 

@@ -10,7 +10,7 @@ from thrifty import jsonutil
 from thrifty.api.admin import AdminAPI
 from thrifty.api.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from thrifty.api.chat import handle_chat, new_request_id
-from thrifty.api.surfaces import ANTHROPIC, OPENAI, Surface
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, Wire
 from thrifty.core.flow import build_flow
 from thrifty.core.gateway import Gateway
 from thrifty.errors import GatewayError, InvalidRequest, NotFound
@@ -23,10 +23,10 @@ class GatewayApp:
         self.gateway = gateway
         self.flow, self.stages = build_flow(gateway)
         self.admin = AdminAPI(gateway, self.stages)
-        self._chat: dict[tuple[str, str], Surface] = {
-            ("POST", "/v1/chat/completions"): OPENAI,
-            ("POST", "/chat/completions"): OPENAI,
-            ("POST", "/v1/messages"): ANTHROPIC,
+        self._chat: dict[tuple[str, str], Wire] = {
+            ("POST", "/v1/chat/completions"): OPENAI_CHAT,
+            ("POST", "/chat/completions"): OPENAI_CHAT,
+            ("POST", "/v1/messages"): ANTHROPIC_MESSAGES,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,9 +39,9 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         headers = header_map(scope)
-        surface = self._chat.get((method, path))
-        if surface is not None:
-            await handle_chat(self.gateway, self.flow, surface, scope, receive, send, headers)
+        wire = self._chat.get((method, path))
+        if wire is not None:
+            await handle_chat(self.gateway, self.flow, wire, scope, receive, send, headers)
         elif method == "POST" and path == "/v1/thrifty/feedback":
             await self._feedback(receive, send, headers)
         elif path == "/health":
@@ -51,20 +51,20 @@ class GatewayApp:
         elif path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, receive, send, headers)
         else:
-            surface = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
+            wire = ANTHROPIC_MESSAGES if path.startswith("/v1/messages") else OPENAI_CHAT
             err = NotFound(f"no route for {method} {path}")
-            await send_response(send, 404, surface.error_body(err, new_request_id()))
+            await send_response(send, 404, wire.error_body(err, new_request_id()))
 
     async def _models(self, send: Send, headers: dict[str, str]) -> None:
         try:
-            await self.gateway.tenant_for(OPENAI.api_key(headers))
+            await self.gateway.tenant_for(OPENAI_CHAT.api_key(headers))
         except GatewayError as err:
-            await send_response(send, err.status, OPENAI.error_body(err, ""))
+            await send_response(send, err.status, OPENAI_CHAT.error_body(err, ""))
             return
         created = int(time.time())
         data: list[dict[str, Any]] = [
             {"id": name, "object": "model", "created": created, "owned_by": f"thrifty:{route.provider.name}"}
-            for name, route in sorted(self.gateway.routes.items())
+            for name, route in self.gateway.deployments
         ]
         await send_response(send, 200, jsonutil.dumps({"object": "list", "data": data}))
 
@@ -72,7 +72,7 @@ class GatewayApp:
         """`{"request_id": ..., "bad": true}`: a cached answer was wrong. The semantic cache evicts
         it and tightens the namespace it came from."""
         try:
-            await self.gateway.tenant_for(OPENAI.api_key(headers))
+            await self.gateway.tenant_for(OPENAI_CHAT.api_key(headers))
             try:
                 body = jsonutil.loads(await read_body(receive, headers, 64 * 1024))
             except ValueError:
@@ -85,7 +85,7 @@ class GatewayApp:
                 raise InvalidRequest("the semantic cache is not enabled on this gateway")
             result = await stage.feedback(body["request_id"], bool(body.get("bad", True)))
         except GatewayError as err:
-            await send_response(send, err.status, OPENAI.error_body(err, ""))
+            await send_response(send, err.status, OPENAI_CHAT.error_body(err, ""))
             return
         await send_response(send, 200, jsonutil.dumps(result))
 

@@ -1,7 +1,8 @@
-"""One chat call through the gateway, for either surface: identify, parse, run the flow, answer, record.
+"""One chat call through the gateway, for any dialect: identify, parse, run the flow, answer.
 
 Every call that arrives with a valid virtual key leaves exactly one ledger row, whatever happens
-after that (bad JSON, unknown model, upstream failure, broken stream).
+after that (bad JSON, unknown model, upstream failure, broken stream); the row is written by the
+recorder (`core.recorder`) from what this module saw and what the stages reported.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import orjson
 
 from thrifty import jsonutil
 from thrifty.api.asgi import Receive, Scope, Send, end_stream, read_body, send_response, start_stream, stream_chunk
-from thrifty.api.surfaces import Surface
+from thrifty.contract import Answer, Call, Next
 from thrifty.core.gateway import Gateway
-from thrifty.core.pipeline import Answer, Call, Next
+from thrifty.core.recorder import Exchange, saved_usd
 from thrifty.errors import GatewayError, InvalidRequest, UpstreamError
-from thrifty.ledger import LedgerRow
+from thrifty.pricing import Accounting
+from thrifty.wire import Wire
 
 log = logging.getLogger("thrifty.api")
 
@@ -41,123 +43,114 @@ def format_usd(amount: Decimal | None) -> str:
     return "unknown" if amount is None else format(amount, "f")
 
 
-async def handle_chat(gw: Gateway, flow: Next, surface: Surface, scope: Scope, receive: Receive,
-                      send: Send, headers: dict[str, str]) -> None:
+async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive: Receive, send: Send,
+                      headers: dict[str, str]) -> None:
     started = time.time()
     clock0 = time.perf_counter()
     rid = new_request_id()
     try:
-        tenant = await gw.tenant_for(surface.api_key(headers))
+        tenant = await gw.tenant_for(wire.api_key(headers))
     except GatewayError as err:
         # No valid key: answered, but not recorded (there is no tenant to charge it to).
-        await send_response(send, err.status, surface.error_body(err, rid), {"x-thrifty-request-id": rid})
+        await send_response(send, err.status, wire.error_body(err, rid), {"x-thrifty-request-id": rid})
         return
 
-    row = LedgerRow(request_id=rid, started_at=started, finished_at=started, tenant=tenant,
-                    feature=headers.get("x-thrifty-feature"), user=headers.get("x-thrifty-user"),
-                    task=headers.get("x-thrifty-task"), call_site=headers.get("x-thrifty-call-site"),
-                    surface=surface.name, provider=None, requested_model=None, served_model=None,
-                    tier=None, status=0, error_type=None)
-    exchange = _Exchange(gw, surface, send, row, clock0)
+    ex = Exchange(request_id=rid, started_at=started, tenant=tenant, surface=wire.name,
+                  feature=headers.get("x-thrifty-feature"), user=headers.get("x-thrifty-user"),
+                  task=headers.get("x-thrifty-task"), call_site=headers.get("x-thrifty-call-site"))
+    http = _Http(gw, wire, send, ex, clock0)
     try:
-        call = await exchange.read_call(receive, headers, tenant)
-        await exchange.answer(call, await flow(call))
+        call = await http.read_call(receive, headers, tenant)
+        await http.answer(call, await flow(call))
     except GatewayError as err:
-        await exchange.fail(err)
+        await http.fail(err)
     except Exception as exc:  # a bug of ours: answer cleanly and keep the ledger row
         log.exception("unhandled error in request %s", rid)
-        await exchange.fail(UpstreamError(f"internal gateway error: {type(exc).__name__}", status=500))
+        await http.fail(UpstreamError(f"internal gateway error: {type(exc).__name__}", status=500))
     finally:
-        row.finished_at = time.time()
-        row.latency_ms = (time.perf_counter() - clock0) * 1000.0
-        gw.ledger.record(row)
+        ex.finished_at = time.time()
+        ex.latency_ms = (time.perf_counter() - clock0) * 1000.0
+        gw.recorder.record(ex, http.call, http.answered, http.accounting)
 
 
-class _Exchange:
-    """The HTTP side of one call: reading the request, sending the answer, filling the row."""
+class _Http:
+    """The HTTP side of one call: reading the request and sending the answer."""
 
-    __slots__ = ("gw", "surface", "send", "row", "clock0", "streaming", "extra")
+    __slots__ = ("gw", "wire", "send", "ex", "clock0", "streaming", "call", "answered", "accounting")
 
-    def __init__(self, gw: Gateway, surface: Surface, send: Send, row: LedgerRow, clock0: float) -> None:
-        self.gw, self.surface, self.send, self.row, self.clock0 = gw, surface, send, row, clock0
+    def __init__(self, gw: Gateway, wire: Wire, send: Send, ex: Exchange, clock0: float) -> None:
+        self.gw, self.wire, self.send, self.ex, self.clock0 = gw, wire, send, ex, clock0
         self.streaming = False  # True once the 200 and the first bytes of a stream are sent
-        self.extra: dict[str, str] = {}  # headers the stages added (budget state, ...)
+        self.call: Call | None = None
+        self.answered: Answer | None = None
+        self.accounting: Accounting | None = None
 
     async def read_call(self, receive: Receive, headers: dict[str, str], tenant: str) -> Call:
-        gw, row = self.gw, self.row
+        gw, ex = self.gw, self.ex
         raw = await read_body(receive, headers, gw.config.server.max_body_bytes)
         try:
             body = jsonutil.loads(raw)
         except ValueError:
             raise InvalidRequest("the request body is not valid JSON") from None
         if gw.config.ledger.store_bodies:
-            row.request_body = raw.decode("utf-8", "replace")
-        model, stream = self.surface.check(body)
-        row.requested_model, row.stream = model, stream
-        if row.user is None:
-            row.user = self.surface.user(body)
-        row.request_hash = request_hash(body)
-        call = Call(request_id=row.request_id, tenant=tenant, surface=self.surface, headers=headers,
-                    body=body, model=model, stream=stream, row=row,
-                    policy=gw.policies.for_call(tenant, row.feature, model))
-        self.extra = call.extra_headers
-        return call
+            ex.request_body = raw.decode("utf-8", "replace")
+        model, stream = self.wire.check(body)
+        ex.requested_model, ex.stream = model, stream
+        if ex.user is None:
+            ex.user = self.wire.user(body)
+        ex.request_hash = request_hash(body)
+        self.call = Call(request_id=ex.request_id, tenant=tenant, wire=self.wire, headers=headers, body=body,
+                         model=model, stream=stream, feature=ex.feature, user=ex.user, task=ex.task,
+                         call_site=ex.call_site, policy=gw.policies.for_call(tenant, ex.feature, model))
+        return self.call
 
-    def _headers(self, cost: str) -> dict[str, str]:
-        row = self.row
-        return {"x-thrifty-request-id": row.request_id, "x-thrifty-cost-usd": cost,
-                "x-thrifty-model": row.served_model or "", "x-thrifty-tier": row.tier or "",
-                "x-thrifty-cache": row.cache if row.cache in _SERVED_FROM_CACHE else "miss", **self.extra}
+    def _headers(self, cost: str, saved: str) -> dict[str, str]:
+        call, answer = self.call, self.answered
+        model = tier = ""
+        cache = "miss"
+        if answer is not None and answer.cache in _SERVED_FROM_CACHE:
+            model, tier, cache = answer.served_model or "", answer.tier or "", answer.cache
+        elif call is not None and call.route is not None:
+            model, tier = call.route.model, call.tier or call.route.tier or ""
+        extra = call.extra_headers if call is not None else {}
+        return {"x-thrifty-request-id": self.ex.request_id, "x-thrifty-cost-usd": cost,
+                "x-thrifty-saved-usd": saved, "x-thrifty-model": model, "x-thrifty-tier": tier,
+                "x-thrifty-cache": cache, **extra}
 
     async def answer(self, call: Call, answer: Answer) -> None:
-        self.row.cache = answer.cache
+        self.answered = answer
         if answer.body is not None:
-            self._record(call, answer)
             payload = jsonutil.dumps(answer.body)
             if self.gw.config.ledger.store_bodies:
-                self.row.response_body = payload.decode("utf-8", "replace")
-            self.row.status = 200
-            await send_response(self.send, 200, payload, self._headers(format_usd(self.row.cost_usd)))
+                self.ex.response_body = payload.decode("utf-8", "replace")
+            self.accounting = self.gw.recorder.accounting(call, answer)
+            self.ex.status = 200
+            await send_response(self.send, 200, payload, self._headers(
+                format_usd(answer.cost), format_usd(saved_usd(self.accounting, answer.cost))))
             return
         assert answer.events is not None
-        encode, send = self.surface.encode_event, self.send
+        encode, send = self.wire.encode_event, self.send
         async for event in answer.events:
             if not self.streaming:
                 # The cost of a stream is known only at its end; the ledger row has it.
-                await start_stream(send, self._headers("pending"))
+                await start_stream(send, self._headers("pending", "pending"))
                 self.streaming = True
-                self.row.ttft_ms = (time.perf_counter() - self.clock0) * 1000.0
+                self.ex.ttft_ms = (time.perf_counter() - self.clock0) * 1000.0
             await stream_chunk(send, encode(event))
         if not self.streaming:
-            await start_stream(send, self._headers("pending"))
+            await start_stream(send, self._headers("pending", "pending"))
             self.streaming = True
-        self._record(call, answer)
-        self.row.status = 200
-        await end_stream(send, self.surface.stream_end)
-
-    def _record(self, call: Call, answer: Answer) -> None:
-        row, usage = self.row, answer.usage
-        row.prompt_tokens = usage.input_tokens
-        row.cached_tokens = usage.cache_read_tokens
-        row.cache_write_tokens = usage.cache_write_tokens
-        row.cache_write_1h_tokens = usage.cache_write_1h_tokens
-        row.completion_tokens = usage.output_tokens
-        row.reasoning_tokens = usage.reasoning_tokens
-        row.cost_usd = answer.cost
-        saved = call.saved
-        row.saved_prompt_cache_usd = saved.get("prompt_cache")
-        row.saved_response_cache_usd = saved.get("response_cache")
-        if answer.cost is not None:
-            row.baseline_cost_usd = answer.cost + sum(saved.values(), Decimal(0))
+        self.ex.status = 200
+        await end_stream(send, self.wire.stream_end)
 
     async def fail(self, err: GatewayError) -> None:
-        row = self.row
-        row.status, row.error_type = err.status, err.kind
+        ex = self.ex
+        ex.status, ex.error_type = err.status, err.kind
         if self.streaming:
             # Headers are gone: end the stream with the protocol's error event instead.
-            await end_stream(self.send, self.surface.stream_error(err))
+            await end_stream(self.send, self.wire.stream_error(err))
             return
-        headers = self._headers("0")
+        headers = self._headers("0", "0")
         if err.retry_after:
             headers["retry-after"] = err.retry_after
-        await send_response(self.send, err.status, self.surface.error_body(err, row.request_id), headers)
+        await send_response(self.send, err.status, self.wire.error_body(err, ex.request_id), headers)

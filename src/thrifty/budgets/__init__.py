@@ -7,7 +7,7 @@ the webhook sender and `stage` the pipeline stage.
 """
 
 from thrifty.budgets.enforcer import Applied, Enforcer, Reservation, open_store
-from thrifty.budgets.errors import BudgetExceeded, BudgetUnavailable
+from thrifty.errors import BudgetExceeded, BudgetUnavailable
 from thrifty.budgets.estimate import Estimate, Estimator
 from thrifty.budgets.limits import (
     BackendConfig, BudgetConfig, BudgetsConfig, EstimateConfig, RateLimitConfig,

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Sequence
 
-from thrifty.errors import ThriftyError
 
 NANO = Decimal(10**9)
 UNLIMITED = -1
@@ -35,10 +34,6 @@ def to_nano(usd: Decimal) -> int:
 
 def from_nano(n: int) -> Decimal:
     return Decimal(n) / NANO if n else Decimal(0)
-
-
-class StoreUnavailable(ThriftyError):
-    """The budget store could not be reached; the enforcer decides between 503 and fail-open."""
 
 
 @dataclass(frozen=True, slots=True)

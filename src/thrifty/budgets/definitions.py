@@ -20,21 +20,14 @@ import asyncio
 import logging
 from typing import Any, Sequence
 
-import orjson
 
 from thrifty.budgets.limits import BudgetConfig
-from thrifty.errors import GatewayError
+from thrifty.errors import DefinitionsUnavailable
 
 log = logging.getLogger("thrifty.budgets")
 
 REFRESH_EVERY_S = 1.0
 _WARN_EVERY_S = 30.0
-
-
-class DefinitionsUnavailable(GatewayError):
-    """The shared budget definitions cannot be reached (Redis down)."""
-
-    status, kind = 503, "api_error"
 
 
 class BudgetDefinitions:

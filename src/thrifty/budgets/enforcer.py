@@ -24,10 +24,11 @@ from typing import Any, Sequence
 
 from thrifty.budgets.alerts import Alerter
 from thrifty.budgets.backend import (
-    BLOCK, SOFT, TRACK, UNLIMITED, BucketSpec, BudgetStore, HoldSpec, StoreUnavailable, from_nano, to_nano,
+    BLOCK, SOFT, TRACK, UNLIMITED, BucketSpec, BudgetStore, HoldSpec, from_nano, to_nano,
 )
-from thrifty.budgets.errors import BudgetExceeded, BudgetUnavailable
+from thrifty.errors import BudgetExceeded, BudgetStoreUnavailable, BudgetUnavailable
 from thrifty.budgets.limits import BackendConfig, BudgetConfig, BudgetsConfig, RateLimitConfig
+from thrifty.budgets.applied import Applied, AppliedRate
 from thrifty.budgets.messages import alert_payload, budget_refusal, percent, rate_refusal
 from thrifty.budgets.scopes import CallScopes, key_part
 from thrifty.budgets.windows import SYSTEM_CLOCK, Clock, Windows, iso
@@ -48,24 +49,6 @@ def open_store(backend: BackendConfig) -> BudgetStore:
     from thrifty.budgets.memory import MemoryStore
 
     return MemoryStore()
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """One budget as it applies to one call: its counter in the current window."""
-
-    budget: BudgetConfig
-    scope_value: str
-    counter: str
-    window_start: int
-    window_end: int | None  # None: lifetime
-
-
-@dataclass(frozen=True, slots=True)
-class AppliedRate:
-    limit: RateLimitConfig
-    scope_value: str
-    kind: str  # "rpm" or "tpm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +220,7 @@ class Enforcer:
                         plan.applied, holds, plan.rates, buckets)
         try:
             result = await self.store.reserve(r.id, holds, buckets, now, ttl)
-        except StoreUnavailable as exc:
+        except BudgetStoreUnavailable as exc:
             return self._unavailable(r, exc, now)
         r.before = tuple(result.totals)
         if not result.ok:
@@ -277,7 +260,7 @@ class Enforcer:
         try:
             after = await self.store.settle(r.id, r.holds, [(usd, tokens)] * len(r.holds),
                                             r.buckets, refunds, now)
-        except StoreUnavailable as exc:
+        except BudgetStoreUnavailable as exc:
             # The call is over; nothing to refuse. Its holds expire after reservation_ttl_s.
             log.error("budgets: could not %s reservation %s (%s); its spend of $%s is not counted",
                       "settle" if r.state == "settled" else "release", r.id, exc, from_nano(usd))
@@ -371,7 +354,7 @@ class Enforcer:
                 hard = True
         return _Plan(tuple(applied), tuple(holds), tuple(rates), tuple(buckets), valid_from, valid_until, hard)
 
-    def _unavailable(self, r: Reservation, exc: StoreUnavailable, now: float) -> Reservation:
+    def _unavailable(self, r: Reservation, exc: BudgetStoreUnavailable, now: float) -> Reservation:
         if not self._fail_open:
             log.error("budgets: refusing call, budget counters unreachable: %s (fail_open: false)", exc)
             raise BudgetUnavailable(
@@ -429,7 +412,7 @@ class Enforcer:
         async def send() -> None:
             try:
                 first = await self.store.claim(marker, until, now)
-            except StoreUnavailable as exc:
+            except BudgetStoreUnavailable as exc:
                 log.warning("budgets: alert %s not sent, counters unreachable: %s", marker, exc)
                 return
             if first:

@@ -32,17 +32,16 @@ import math
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import orjson
 
 from thrifty.budgets.limits import EstimateConfig
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 from thrifty.pricing import PriceBook, PriceCard
 from thrifty.tokens import get_encoding
+from thrifty.wire import Wire
 
-_ATTACHMENTS_OPENAI = {"image_url", "input_audio", "file", "input_image", "input_file"}
-_ATTACHMENTS_ANTHROPIC = {"image", "document", "container_upload"}
 _MEMO_MIN_CHARS = 256  # long texts (system prompts, tool lists) repeat across calls
 _MEMO_SIZE = 1024
 # A catalog card lookup costs tens of microseconds; catalog prices change by date, so cards are
@@ -72,15 +71,17 @@ class Estimator:
         self.config = config or EstimateConfig()
         self._memo: dict[str, int] = {}
         self._cards: dict[tuple[str, str | None], tuple[float, PriceCard | None]] = {}
-        self._walkers: dict[str, Callable[[dict[str, Any]], int]] = {
-            "openai": self._openai_input, "anthropic": self._anthropic_input}
+        # What a wire object's input walk needs (`thrifty.wire.base.TokenCounter`).
+        self.per_message = self.config.per_message_tokens
+        self.tools_tokens = self.config.tools_tokens
+        self.attachment_tokens = self.config.attachment_tokens
 
-    def estimate(self, body: dict[str, Any], wire: str, model: str,
+    def estimate(self, body: dict[str, Any], wire: Wire, model: str,
                  provider: str | None = None) -> Estimate:
         """The worst case of sending `body` (in `wire` format) to `model`."""
         input_tokens = self.input_tokens(body, wire)
         output_tokens, capped = self.output_cap(body, wire, model)
-        usd = self.price(model, provider, input_tokens, output_tokens, _cache_ttls(body, wire))
+        usd = self.price(model, provider, input_tokens, output_tokens, wire.cache_ttls(body))
         return Estimate(input_tokens, output_tokens, usd, capped)
 
     # --- tokens ----------------------------------------------------------------------------
@@ -96,18 +97,15 @@ class Estimator:
             self._memo[text] = n
         return n
 
-    def input_tokens(self, body: dict[str, Any], wire: str) -> int:
-        walk = self._walkers.get(wire)
-        # A wire format this module does not know: the whole body as JSON bounds what it carries.
-        n = walk(body) if walk is not None else self.count(_json(body))
-        factor = self.config.input_factor.get(wire, max(self.config.input_factor.values(), default=1.0))
+    def input_tokens(self, body: dict[str, Any], wire: Wire) -> int:
+        n = wire.input_tokens(body, self)
+        # Keyed by the wire's name: a factor per tokenizer family, from the config.
+        factor = self.config.input_factor.get(wire.name, max(self.config.input_factor.values(), default=1.0))
         return math.ceil((n + self.config.per_request_tokens) * factor)
 
-    def output_cap(self, body: dict[str, Any], wire: str, model: str) -> tuple[int, bool]:
-        names = ("max_tokens",) if wire == "anthropic" else ("max_completion_tokens", "max_tokens")
-        cap = next((v for k in names if _is_count(v := body.get(k))), None)
-        n = body.get("n") if wire != "anthropic" else 1
-        choices = n if _is_count(n) else 1
+    def output_cap(self, body: dict[str, Any], wire: Wire, model: str) -> tuple[int, bool]:
+        cap = wire.output_cap(body)
+        choices = wire.choices(body)
         if cap is not None:
             return cap * choices, True
         return self.default_cap(model) * choices, False
@@ -115,92 +113,14 @@ class Estimator:
     def default_cap(self, model: str) -> int:
         return self.config.output_caps.get(model, self.config.default_output_cap)
 
-    def _overhead(self, items: int) -> int:
-        return items * self.config.per_message_tokens
-
-    def _texts(self, values: Iterable[Any]) -> int:
+    def texts(self, values: Iterable[Any]) -> int:
+        """Tokens of strings, and of anything else as its JSON."""
         n = 0
         for v in values:
             if isinstance(v, str):
                 n += self.count(v)
             elif v is not None:
                 n += self.count(_json(v))
-        return n
-
-    def _openai_input(self, body: dict[str, Any]) -> int:
-        c = self.config
-        tools = [*(body.get("tools") or ()), *(body.get("functions") or ())]
-        n = self._texts(tools) + self._overhead(len(tools)) + (c.tools_tokens if tools else 0)
-        fmt = body.get("response_format")
-        if isinstance(fmt, dict):
-            n += self.count(_json(fmt)) + c.per_message_tokens
-        for m in body.get("messages") or ():
-            n += c.per_message_tokens
-            if not isinstance(m, dict):
-                n += self._texts((m,))
-                continue
-            for k, v in m.items():
-                if k == "role":
-                    n += self.count(v) if isinstance(v, str) else 0
-                elif k == "content" and isinstance(v, list):
-                    n += self._openai_parts(v)
-                else:
-                    n += self._texts((v,))
-        return n
-
-    def _openai_parts(self, parts: list[Any]) -> int:
-        c = self.config
-        n = self._overhead(len(parts))
-        for p in parts:
-            kind = p.get("type") if isinstance(p, dict) else None
-            if kind == "text" and isinstance(p.get("text"), str):
-                n += self.count(p["text"])
-            elif kind in _ATTACHMENTS_OPENAI:
-                n += c.attachment_tokens
-            else:
-                n += self._texts((p,))
-        return n
-
-    def _anthropic_input(self, body: dict[str, Any]) -> int:
-        c = self.config
-        tools = body.get("tools") or ()
-        n = self._texts(tools) + self._overhead(len(tools)) + (c.tools_tokens if tools else 0)
-        system = body.get("system")
-        if isinstance(system, list):
-            n += self._anthropic_blocks(system)
-        else:
-            n += self._texts((system,)) + c.per_message_tokens
-        fmt = body.get("output_format") or (body.get("output_config") or {}).get("format")
-        if fmt is not None:
-            n += self._texts((fmt,)) + c.per_message_tokens
-        for m in body.get("messages") or ():
-            n += c.per_message_tokens
-            content = m.get("content") if isinstance(m, dict) else m
-            if isinstance(content, list):
-                n += self._anthropic_blocks(content)
-            else:
-                n += self._texts((content,))
-        return n
-
-    def _anthropic_blocks(self, blocks: list[Any]) -> int:
-        c = self.config
-        n = self._overhead(len(blocks))
-        for b in blocks:
-            kind = b.get("type") if isinstance(b, dict) else None
-            if kind == "text" and isinstance(b.get("text"), str):
-                n += self.count(b["text"])
-            elif kind == "document" and isinstance(b.get("source"), dict) \
-                    and b["source"].get("type") == "text":
-                n += self._texts((b["source"].get("data"),))
-            elif kind in _ATTACHMENTS_ANTHROPIC:
-                n += c.attachment_tokens
-            elif kind == "tool_result":
-                inner = b.get("content")
-                n += self._texts((b.get("tool_use_id"),))
-                n += self._anthropic_blocks(inner) if isinstance(inner, list) else self._texts((inner,))
-            else:  # tool_use, thinking, server tool blocks...: the block as JSON
-                n += self._texts(({k: v for k, v in b.items() if k != "signature"}
-                                  if isinstance(b, dict) else b,))
         return n
 
     # --- price -----------------------------------------------------------------------------
@@ -239,31 +159,3 @@ class Estimator:
             self._cards.clear()
         self._cards[key] = (now + _CARD_TTL_S, card)
         return card
-
-
-def _is_count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _cache_ttls(body: dict[str, Any], wire: str) -> frozenset[str]:
-    """The TTLs of the Anthropic cache breakpoints in a body: where cache writes can be billed."""
-    if wire != "anthropic":
-        return frozenset()
-    ttls: set[str] = set()
-
-    def see(holder: Any) -> None:
-        cc = holder.get("cache_control") if isinstance(holder, dict) else None
-        if isinstance(cc, dict):
-            ttls.add(cc.get("ttl") or "5m")
-
-    see(body)
-    for t in body.get("tools") or ():
-        see(t)
-    system = body.get("system")
-    for block in system if isinstance(system, list) else ():
-        see(block)
-    for m in body.get("messages") or ():
-        content = m.get("content") if isinstance(m, dict) else None
-        for block in content if isinstance(content, list) else ():
-            see(block)
-    return frozenset(ttls)

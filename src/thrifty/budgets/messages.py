@@ -11,12 +11,12 @@ from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
 from thrifty.budgets.backend import UNLIMITED, HoldSpec, from_nano
-from thrifty.budgets.errors import BudgetExceeded
+from thrifty.errors import BudgetExceeded
 from thrifty.budgets.scopes import CallScopes
 from thrifty.budgets.windows import iso
 
 if TYPE_CHECKING:
-    from thrifty.budgets.enforcer import Applied, AppliedRate
+    from thrifty.budgets.applied import Applied, AppliedRate
 
 _MICRO = Decimal("0.000001")
 

@@ -26,8 +26,9 @@ import math
 import time
 from typing import Any, Sequence
 
+from thrifty.errors import BudgetStoreUnavailable
 from thrifty.budgets.backend import (
-    BucketSpec, BudgetStore, HoldSpec, ReserveResult, StoreUnavailable,
+    BucketSpec, BudgetStore, HoldSpec, ReserveResult,
 )
 
 # Integers are formatted with %d: Lua's tostring would turn 1e17 into "1e+17".
@@ -196,7 +197,7 @@ class RedisStore(BudgetStore):
     Commands time out fast and are not retried. At most `max_connections` commands run at once
     (a FIFO semaphore in front of the pool: a burst of calls queues fairly instead of opening
     hundreds of connections, and redis-py's blocking pool can starve a waiter). After `trip_after`
-    failures in a row the store answers StoreUnavailable at once for `backoff_s`, so a Redis that
+    failures in a row the store answers BudgetStoreUnavailable at once for `backoff_s`, so a Redis that
     is down does not cost every request a connect timeout.
     """
 
@@ -232,9 +233,9 @@ class RedisStore(BudgetStore):
 
     def _check_up(self) -> None:
         if time.monotonic() < self._down_until:
-            raise StoreUnavailable(f"{self.where} {self._last_error}")
+            raise BudgetStoreUnavailable(f"{self.where} {self._last_error}")
 
-    def _failed(self, exc: BaseException) -> StoreUnavailable:
+    def _failed(self, exc: BaseException) -> BudgetStoreUnavailable:
         from redis.exceptions import ConnectionError, TimeoutError
 
         what = "unreachable" if isinstance(exc, (ConnectionError, TimeoutError, OSError)) else "failed"
@@ -242,7 +243,7 @@ class RedisStore(BudgetStore):
         self._failures += 1
         if self._failures >= self._trip_after:
             self._down_until = time.monotonic() + self._backoff_s
-        return StoreUnavailable(f"{self.where} {self._last_error}")
+        return BudgetStoreUnavailable(f"{self.where} {self._last_error}")
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         self._check_up()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from thrifty.core.pipeline import Call
+    from thrifty.contract import Call
 
 GLOBAL = "*"
 _MAX_VALUE = 128  # longer client-chosen values are replaced by their digest in counter keys
@@ -37,10 +37,9 @@ class CallScopes:
 
     @classmethod
     def of(cls, call: "Call") -> "CallScopes":
-        row = call.row
-        api_key = call.surface.api_key(call.headers)
-        return cls(tenant=call.tenant, feature=row.feature or None, user=row.user or None,
-                   key=key_id(api_key) if api_key else None, task=row.task or None)
+        api_key = call.wire.api_key(call.headers)
+        return cls(tenant=call.tenant, feature=call.feature or None, user=call.user or None,
+                   key=key_id(api_key) if api_key else None, task=call.task or None)
 
 
 def key_part(value: str) -> str:

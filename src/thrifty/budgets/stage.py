@@ -22,8 +22,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from thrifty.budgets.enforcer import Enforcer, Reservation
 from thrifty.budgets.estimate import Estimator
 from thrifty.budgets.scopes import CallScopes
-from thrifty.core.pipeline import Answer, Call, Next, Stage
-from thrifty.core.usage import Usage
+from thrifty.contract import Answer, Call, Next, Stage
+from thrifty.contract.usage import Usage
 from thrifty.pricing import PriceBook
 
 log = logging.getLogger("thrifty.budgets")
@@ -57,7 +57,8 @@ class Budgets(Stage):
         est = self.estimator.estimate(body, wire, route.model, route.price_provider)
         if not est.capped and self.cap_output and enforcer.needs_bound(scopes):
             # Without a cap the output is unbounded; the one the reservation assumed is sent.
-            call.upstream_body = with_output_cap(body, wire, self.estimator.default_cap(route.model))
+            cap = call.reserved_output_cap = self.estimator.default_cap(route.model)
+            call.upstream_body = wire.with_output_cap(body, cap)
         if est.usd is None:
             self._warn_unpriced(route.model)
         r = await enforcer.reserve(scopes, est.usd, est.tokens)
@@ -119,10 +120,3 @@ class Budgets(Stage):
 def used_tokens(usage: Usage) -> int:
     """What token budgets count: every input token, cached or not, and every output token."""
     return usage.prompt_tokens + usage.output_tokens
-
-
-def with_output_cap(body: dict[str, Any], wire: str, cap: int) -> dict[str, Any]:
-    """The body with an output cap where it has none (max_completion_tokens on OpenAI, which
-    every current OpenAI model takes, reasoning ones included; max_tokens on Anthropic)."""
-    field = "max_tokens" if wire == "anthropic" else "max_completion_tokens"
-    return {**body, field: cap}

@@ -16,13 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from thrifty.errors import ThriftyError
+from thrifty.errors import CacheUnavailable
 
 Clock = Callable[[], float]
-
-
-class CacheUnavailable(ThriftyError):
-    """The cache backend could not be reached or failed; the request goes upstream instead."""
 
 
 class CacheBackend(ABC):

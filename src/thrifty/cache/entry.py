@@ -5,7 +5,8 @@ Byte format (version 1)::
     b"TXC" | version (1 byte) | BLAKE2b-128 digest of payload (16 bytes) | payload
 
 `payload` is orjson JSON: ``{"key", "surface", "response", "served_model", "tier", "usage",
-"cost_usd", "created_at", "ttl_s"}``. The cache key is stored inside and checked on decode, so a
+"cost_usd", "created_at", "ttl_s"}`` and, since the savings redesign, ``"baseline_usd"`` (what the
+call that filled it would have cost sent directly; entries written before it lack the key). The cache key is stored inside and checked on decode, so a
 value that landed under the wrong key (a bug, a manual copy in Redis) is never served. Money is
 kept as a decimal string. Anything that does not decode exactly is rejected with CorruptEntry.
 """
@@ -19,17 +20,13 @@ from typing import Any
 
 import orjson
 
-from thrifty.core.usage import Usage
-from thrifty.errors import ThriftyError
+from thrifty.contract.usage import Usage
+from thrifty.errors import CorruptEntry
 
 MAGIC = b"TXC"
 FORMAT_VERSION = 1
 _HEADER = len(MAGIC) + 1 + 16
 _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
-
-
-class CorruptEntry(ThriftyError):
-    """Cached bytes that are truncated, tampered with, of another format version, or misplaced."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +45,7 @@ class Entry:
     tier: str | None = None
     created_at: float = 0.0
     ttl_s: int = 0
+    baseline_usd: Decimal | None = None  # the filling call's baseline (docs/savings.md)
 
     @property
     def expires_at(self) -> float:
@@ -72,6 +70,7 @@ def encode_entry(entry: Entry, key: str) -> bytes:
         "cost_usd": None if entry.cost_usd is None else format(entry.cost_usd, "f"),
         "created_at": entry.created_at,
         "ttl_s": entry.ttl_s,
+        "baseline_usd": None if entry.baseline_usd is None else format(entry.baseline_usd, "f"),
     }
     payload = orjson.dumps(doc)
     return MAGIC + bytes((FORMAT_VERSION,)) + _digest(payload) + payload
@@ -92,6 +91,7 @@ def decode_entry(data: bytes, key: str) -> Entry:
             raise CorruptEntry("entry belongs to another key")
         usage = doc["usage"]
         cost = doc["cost_usd"]
+        baseline = doc.get("baseline_usd")
         entry = Entry(
             surface=_str(doc["surface"]),
             response=_dict(doc["response"]),
@@ -101,6 +101,7 @@ def decode_entry(data: bytes, key: str) -> Entry:
             tier=_opt_str(doc["tier"]),
             created_at=float(doc["created_at"]),
             ttl_s=_int(doc["ttl_s"]),
+            baseline_usd=None if baseline is None else Decimal(_str(baseline)),
         )
     except CorruptEntry:
         raise

@@ -4,16 +4,16 @@ Flow for the request pipeline::
 
     decision = cache.decide(body, headers, policy)           # InvalidRequest on a bad header
     if decision.active:
-        key = cache.key(tenant, surface.name, body, policy)
+        key = cache.key(tenant, wire, body, policy)
     if decision.read:
         try:
             entry = await cache.lookup(key)                  # None: miss (or corrupt/expired)
         except CacheUnavailable:
             ...                                              # fail open; the ledger says so
-        if entry: answer = cache.answer(entry)               # fresh ids; replay it if streaming
+        if entry: answer = cache.answer(entry, wire)         # fresh ids; replay it if streaming
     ... call upstream ...
     if decision.write:
-        await cache.store(key, cache.entry(surface.name, client_answer, usage, cost, ...), decision.ttl_s)
+        await cache.store(key, cache.entry(wire, client_answer, usage, cost, ...), decision.ttl_s)
 
 Lookups and stores raise CacheUnavailable when the backend is down: caching fails open and the
 caller decides what to record. Corrupt entries are logged, deleted and treated as misses.
@@ -27,12 +27,14 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
+from thrifty.wire import Wire
 
-from .backends import CacheBackend, CacheUnavailable
-from .entry import CorruptEntry, Entry, decode_entry, encode_entry
+from thrifty.errors import CacheUnavailable, CorruptEntry
+
+from .backends import CacheBackend
+from .entry import Entry, decode_entry, encode_entry
 from .keys import CacheDecision, CachePolicy, cache_key, decide
-from .replay import with_fresh_ids
 
 log = logging.getLogger("thrifty.cache")
 
@@ -45,10 +47,10 @@ class ExactCache:
     def decide(self, body: Any, headers: Mapping[str, str], policy: CachePolicy) -> CacheDecision:
         return decide(body, headers, policy)
 
-    def key(self, tenant: str, surface: str, body: dict[str, Any], policy: CachePolicy,
+    def key(self, tenant: str, wire: Wire, body: dict[str, Any], policy: CachePolicy,
             *, model: str | None = None) -> str:
         """See `keys` for the canonical form; `model` replaces body["model"] (e.g. a tier name)."""
-        return cache_key(tenant, surface, body, policy, model=model)
+        return cache_key(tenant, wire, body, policy, model=model)
 
     async def lookup(self, key: str) -> Entry | None:
         data = await self.backend.get(key)
@@ -76,21 +78,23 @@ class ExactCache:
             entry = replace(entry, ttl_s=ttl)
         await self.backend.set(key, encode_entry(entry, key), ttl)
 
-    def entry(self, surface: str, response: dict[str, Any], usage: Usage, cost_usd: Decimal | None, *,
-              served_model: str | None = None, tier: str | None = None, ttl_s: int = 0) -> Entry:
+    def entry(self, wire: Wire, response: dict[str, Any], usage: Usage, cost_usd: Decimal | None, *,
+              served_model: str | None = None, tier: str | None = None, ttl_s: int = 0,
+              baseline_usd: Decimal | None = None) -> Entry:
         """An entry created now (by this cache's clock)."""
-        return Entry(surface=surface, response=response, usage=usage, cost_usd=cost_usd,
-                     served_model=served_model, tier=tier, created_at=self._clock(), ttl_s=ttl_s)
+        return Entry(surface=wire.name, response=response, usage=usage, cost_usd=cost_usd,
+                     served_model=served_model, tier=tier, created_at=self._clock(), ttl_s=ttl_s,
+                     baseline_usd=baseline_usd)
 
-    def answer(self, entry: Entry, *, response_id: str | None = None) -> dict[str, Any]:
+    def answer(self, entry: Entry, wire: Wire, *, response_id: str | None = None) -> dict[str, Any]:
         """The cached response as served: a copy with a fresh id, tool-call ids and `created`.
 
         An answer stored without `usage` (assembled from an OpenAI stream the client did not ask
         usage for) gets the entry's usage, so a replay with include_usage can report it.
         """
-        out = with_fresh_ids(entry.response, entry.surface, response_id=response_id, now=self._clock())
+        out = wire.with_fresh_ids(entry.response, response_id=response_id, now=self._clock())
         if not out.get("usage"):
-            out["usage"] = entry.usage.to_anthropic() if entry.surface == "anthropic" else entry.usage.to_openai()
+            out["usage"] = wire.usage_body(entry.usage)
         return out
 
     async def close(self) -> None:

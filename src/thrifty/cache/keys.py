@@ -4,7 +4,8 @@ Canonical form (version 1)
 --------------------------
 The key is ``"x1:" + sha256_hex(orjson.dumps([1, surface, scope, model, request], OPT_SORT_KEYS))``:
 
-- ``surface``: the client API (``"openai"`` or ``"anthropic"``); an answer is stored in its format.
+- ``surface``: the client's wire format by name (``"openai"``, ``"anthropic"``); an answer is stored in
+  its format.
 - ``scope``: ``["tenant", <tenant>]``, or ``["shared", <namespace>]`` when the route declares a
   shared namespace. The scope is a JSON array inside the hashed document, so no tenant name can be
   crafted to collide with another tenant or with a namespace.
@@ -41,6 +42,7 @@ from typing import Any, Mapping
 import orjson
 
 from thrifty.errors import InvalidRequest
+from thrifty.wire import Wire
 
 KEY_VERSION = 1
 CACHE_CONTROL_HEADER = "x-thrifty-cache-control"
@@ -188,18 +190,18 @@ def decide(body: Any, headers: Mapping[str, str], policy: CachePolicy) -> CacheD
     return CacheDecision(True, True, ttl, "eligible")
 
 
-def cache_key(tenant: str, surface: str, body: dict[str, Any], policy: CachePolicy,
+def cache_key(tenant: str, wire: Wire, body: dict[str, Any], policy: CachePolicy,
               *, model: str | None = None) -> str:
     """The documented key (see the module docstring) of a request for one tenant."""
     if not isinstance(tenant, str) or not tenant:
         raise ValueError("a cache key needs a tenant")
     scope = ("shared", policy.namespace) if policy.namespace is not None else ("tenant", tenant)
-    doc = (KEY_VERSION, surface, scope, model if model is not None else body.get("model"),
-           canonical_request(surface, body, policy))
+    doc = (KEY_VERSION, wire.name, scope, model if model is not None else body.get("model"),
+           canonical_request(wire, body, policy))
     return "x1:" + hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def canonical_request(surface: str, body: dict[str, Any], policy: CachePolicy) -> dict[str, Any]:
+def canonical_request(wire: Wire, body: dict[str, Any], policy: CachePolicy) -> dict[str, Any]:
     """The request part of the canonical form, as a new dict (the body is not modified)."""
     walker = _Walker(policy)
     out: dict[str, Any] = {}
@@ -217,9 +219,7 @@ def canonical_request(surface: str, body: dict[str, Any], policy: CachePolicy) -
             out[k] = int(v)
         else:
             out[k] = v
-    if surface == "openai" and "max_tokens" in out and "max_completion_tokens" not in out:
-        out["max_completion_tokens"] = out.pop("max_tokens")
-    return out
+    return wire.cache_key_form(out)
 
 
 def normalize_whitespace(text: str) -> str:

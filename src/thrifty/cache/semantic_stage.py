@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 
-from thrifty.cache.entry import CorruptEntry, Entry, decode_entry, encode_entry
-from thrifty.cache.replay import IncompleteStream
-from thrifty.cache.stage import assemble, served_from_cache
-from thrifty.core.pipeline import Answer, Call, Next, Stage, after_answer
+from thrifty.cache.entry import Entry, decode_entry, encode_entry
+from thrifty.cache.stage import served_from_cache, served_model
+from thrifty.contract import Answer, Call, Next, Stage, after_answer
+from thrifty.errors import CorruptEntry, IncompleteStream, SemanticStoreUnavailable
+from thrifty.pricing import Accountant
 
 log = logging.getLogger("thrifty.cache")
 
@@ -54,13 +55,14 @@ def query_and_context(body: dict[str, Any]) -> tuple[str, str] | None:
 class SemanticCaching(Stage):
     name = "semantic_cache"
 
-    def __init__(self, cache: Any, *, served_memory: int = 100_000) -> None:
+    def __init__(self, cache: Any, accountant: Accountant, *, served_memory: int = 100_000) -> None:
         self.cache = cache  # thrifty.cache.semantic.SemanticCache
+        self.accountant = accountant
         self._served: OrderedDict[str, str] = OrderedDict()  # request id -> entry id
         self._served_memory = served_memory
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
-        from thrifty.cache.semantic import StoreUnavailable, namespace_key
+        from thrifty.cache.semantic import namespace_key
 
         if not call.policy.semantic_cache:
             return await call_next(call)
@@ -69,10 +71,10 @@ class SemanticCaching(Stage):
             return await call_next(call)
         text, context = found
         scope = call.policy.semantic_namespace or call.tenant
-        namespace = namespace_key(scope, "", f"{call.surface.name}:{call.model}", context)
+        namespace = namespace_key(scope, "", f"{call.wire.name}:{call.model}", context)
         try:
             hit = await asyncio.to_thread(self.cache.lookup, namespace, text)
-        except StoreUnavailable as exc:
+        except SemanticStoreUnavailable as exc:
             log.warning("semantic cache unavailable, calling upstream: %s", exc)
             answer = await call_next(call)
             answer.cache = "unavailable"
@@ -93,15 +95,16 @@ class SemanticCaching(Stage):
 
         async def store(done: Answer, events: list[dict[str, Any]] | None) -> None:
             try:
-                body = done.body if events is None else assemble(call.surface.name, events)
+                body = done.body if events is None else call.wire.assemble(events)
             except IncompleteStream:
                 return
-            entry = Entry(surface=call.surface.name, response=body, usage=done.usage, cost_usd=done.cost,
-                          served_model=call.row.served_model, tier=call.row.tier, created_at=time.time(), ttl_s=0)
+            entry = Entry(surface=call.wire.name, response=body, usage=done.usage, cost_usd=done.cost,
+                          served_model=served_model(call), tier=call.tier, created_at=time.time(), ttl_s=0,
+                          baseline_usd=self.accountant.of_call(call, done).baseline_usd)
             entry_id = call.request_id
             try:
                 await asyncio.to_thread(self.cache.add, namespace, text, entry_id, encode_entry(entry, entry_id))
-            except StoreUnavailable as exc:
+            except SemanticStoreUnavailable as exc:
                 log.warning("semantic cache unavailable, answer not stored: %s", exc)
 
         return await after_answer(answer, store, collect=True)

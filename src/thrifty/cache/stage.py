@@ -6,13 +6,12 @@ import logging
 from decimal import Decimal
 from typing import Any, AsyncIterator
 
-from thrifty.cache.backends import CacheUnavailable
+from thrifty.errors import CacheUnavailable
 from thrifty.cache.entry import Entry
 from thrifty.cache.exact import ExactCache
-from thrifty.cache.replay import (
-    IncompleteStream, assemble_anthropic, assemble_openai, replay_anthropic, replay_openai, with_fresh_ids,
-)
-from thrifty.core.pipeline import Answer, Call, Next, Stage, after_answer
+from thrifty.contract import AnsweredFromCache, Answer, Call, Next, Stage, after_answer
+from thrifty.errors import IncompleteStream
+from thrifty.pricing import Accountant
 
 log = logging.getLogger("thrifty.cache")
 
@@ -20,8 +19,9 @@ log = logging.getLogger("thrifty.cache")
 class ExactCaching(Stage):
     name = "exact_cache"
 
-    def __init__(self, cache: ExactCache) -> None:
+    def __init__(self, cache: ExactCache, accountant: Accountant) -> None:
         self.cache = cache
+        self.accountant = accountant
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
         policy = call.policy.exact_cache
@@ -33,7 +33,7 @@ class ExactCaching(Stage):
             if answer.cache == "miss":  # a later stage (the semantic cache) may have answered
                 answer.cache = "bypass"
             return answer
-        key = self.cache.key(call.tenant, call.surface.name, call.body, policy)
+        key = self.cache.key(call.tenant, call.wire, call.body, policy)
         if decision.read:
             try:
                 entry = await self.cache.lookup(key)
@@ -52,13 +52,13 @@ class ExactCaching(Stage):
 
         async def store(done: Answer, events: list[dict[str, Any]] | None) -> None:
             try:
-                body = done.body if events is None else assemble(call.surface.name, events)
+                body = done.body if events is None else call.wire.assemble(events)
             except IncompleteStream as exc:
                 log.warning("exact cache: not storing a stream that could not be assembled: %s", exc)
                 return
-            row = call.row
-            entry = self.cache.entry(call.surface.name, body, done.usage, done.cost,
-                                     served_model=row.served_model, tier=row.tier, ttl_s=decision.ttl_s)
+            entry = self.cache.entry(call.wire, body, done.usage, done.cost, served_model=served_model(call),
+                                     tier=call.tier, ttl_s=decision.ttl_s,
+                                     baseline_usd=self.accountant.of_call(call, done).baseline_usd)
             try:
                 await self.cache.store(key, entry, decision.ttl_s)
             except CacheUnavailable as exc:
@@ -66,29 +66,30 @@ class ExactCaching(Stage):
 
         return await after_answer(answer, store, collect=True)
 
-def assemble(surface: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    return assemble_openai(events) if surface == "openai" else assemble_anthropic(events)
+
+def served_model(call: Call) -> str | None:
+    return None if call.route is None else call.route.model
 
 
-async def replayed(surface: str, body: dict[str, Any], include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-    if surface == "openai":
-        for chunk in replay_openai(body, include_usage=include_usage):
-            yield chunk
-    else:
-        for _, event in replay_anthropic(body):
-            yield event
+async def replayed(call: Call, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    for event in call.wire.replay(body, include_usage=call.wire.stream_usage_wanted(call.body)):
+        yield event
 
 
 def served_from_cache(call: Call, entry: Entry, kind: str) -> Answer:
-    """The answer to `call` from a cached entry: fresh ids, no cost, the saving recorded."""
-    row = call.row
-    row.served_model, row.tier, row.provider = entry.served_model, entry.tier, None
-    call.saved["response_cache"] = entry.cost_usd if entry.cost_usd is not None else Decimal(0)
-    body = with_fresh_ids(entry.response, entry.surface)
-    answer = Answer(cost=Decimal(0), cache=kind, complete=True)
+    """The answer to `call` from a cached entry: fresh ids, no cost, the saving reported.
+
+    The saving is the baseline of the call that filled the entry; an entry stored before
+    baselines were kept offers its cost instead, marked as an estimate.
+    """
+    semantic = kind == "semantic"
+    baseline = entry.baseline_usd if entry.baseline_usd is not None else entry.cost_usd
+    call.effects.append(AnsweredFromCache(f"{kind}_cache", baseline if baseline is not None else Decimal(0),
+                                          estimated=semantic or entry.baseline_usd is None))
+    body = call.wire.with_fresh_ids(entry.response)
+    answer = Answer(cost=Decimal(0), cache=kind, complete=True, served_model=entry.served_model, tier=entry.tier)
     if not call.stream:
         answer.body = body
     else:
-        include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-        answer.events = replayed(call.surface.name, body, include_usage)
+        answer.events = replayed(call, body)
     return answer

@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a local demo: emulator, gateway and a mixed workload",
                        description="Start the provider emulator and the gateway on loopback with "
                                    "embedded defaults (SQLite ledger), drive a small mixed workload "
-                                   "through the real openai SDK, and print cost by feature and model.")
+                                   "through the real openai SDK, and print cost by feature and model "
+                                   "and the saving of each lever against the calls sent directly.")
     p.add_argument("--calls", type=int, default=60, help="number of calls in the workload (default 60)")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--latency-scale", type=float, default=0.05,
@@ -24,12 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", help="where the ledger and logs go (default: a new temporary folder)")
     p.add_argument("--no-semantic", dest="semantic", action="store_false",
                    help="leave the semantic cache off (it loads a small local embedding model)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object: {"calls", "baseline_usd", "actual_usd", "levers": '
+                        '{lever: saved}, "ledger_usd", "invoice_usd", ...}')
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from thrifty.cli import localstack, processes, workload
+    from thrifty.core.savings_report import group_json, lever_totals, usd
     from thrifty.ledger import SQLiteLedger
     from thrifty.pricing import PriceBook
 
@@ -75,56 +79,53 @@ def run(args: argparse.Namespace) -> int:
 
     ledger = SQLiteLedger(str(ledger_path))
     invoice = localstack.invoice_from_billing(billing, PriceBook())
+    total = ledger.savings()[0]
     everything = ledger.totals("tenant")
     report = {
+        # The contract of `thrifty demo --json` (docs/savings.md): money as exact decimal strings.
         "calls": len(calls),
+        "baseline_usd": usd(total["baseline_usd"]),
+        "actual_usd": usd(total["actual_usd"]),
+        "levers": lever_totals(total),
+        "ledger_usd": usd(sum((r["cost_usd"] for r in everything), Decimal(0))),
+        "invoice_usd": usd(sum((v for v in invoice.values() if v is not None), Decimal(0))),
+        # Beside it: what the sums leave apart, and how to reconcile them.
+        "saved_estimated_usd": group_json(total)["saved_estimated_usd"],
+        "provider_discount_usd": usd(total["provider_discount_usd"]),
         "failed": sum(e is not None for e in errors),
-        "by_feature": ledger.totals("feature"),
-        "by_model": ledger.totals("served_model"),
-        "ledger_total_usd": sum((r["cost_usd"] for r in everything), Decimal(0)),
-        "baseline_usd": sum((r["baseline_cost_usd"] for r in everything), Decimal(0)),
-        "saved_prompt_cache_usd": sum((r["saved_prompt_cache_usd"] for r in everything), Decimal(0)),
-        "saved_response_cache_usd": sum((r["saved_response_cache_usd"] for r in everything), Decimal(0)),
-        "exact_hits": len(ledger.rows("cache = 'exact'")),
-        "semantic_hits": len(ledger.rows("cache = 'semantic'")),
-        "by_tier": ledger.totals("tier"),
-        "escalations": len(ledger.rows("error_type LIKE 'escalated:%'")),
-        "emulator_invoice_usd": sum((v for v in invoice.values() if v is not None), Decimal(0)),
         "ledger_rows": ledger.count(),
         "emulator_requests": sum(m["requests"] for m in billing.get("models", {}).values()),
         "workdir": str(work),
     }
     if args.json:
-        from thrifty import jsonutil
-
-        print(jsonutil.dumps(report).decode())
+        print(json.dumps(report))
     else:
-        _print_report(report, gw.url)
+        _print_report(report, total, ledger, gw.url)
     return 0 if report["failed"] == 0 else 1
 
 
-def _print_report(report: dict, gateway_url: str) -> None:
+def _print_report(report: dict, total: dict, ledger, gateway_url: str) -> None:  # type: ignore[no-untyped-def]
+    from thrifty.core.savings_report import waterfall
+    from thrifty.ledger import RowFilter
+
     def table(title: str, rows: list[dict]) -> None:
         print(f"\n{title:<24}{'calls':>7}{'uncached':>10}{'cached':>9}{'output':>9}{'cost USD':>13}")
         for r in sorted(rows, key=lambda r: r["cost_usd"] or 0, reverse=True):
             print(f"{str(r['key']):<24}{r['calls']:>7}{r['prompt_tokens']:>10}{r['cached_tokens']:>9}"
                   f"{r['completion_tokens']:>9}{r['cost_usd']:>13.6f}")
 
-    table("feature", report["by_feature"])
-    table("model", report["by_model"])
-    table("tier", report["by_tier"])
-    print(f"escalations: {report['escalations']} fast-tier answers failed a check and were re-run one tier up "
-          f"(each discarded attempt is its own ledger row)")
-    base, cost = report["baseline_usd"], report["ledger_total_usd"]
-    print(f"\nsaving per lever (against the same calls with no lever)")
-    print(f"  without any lever         ${base:.6f}")
-    print(f"  provider prompt caching  -${report['saved_prompt_cache_usd']:.6f}")
-    print(f"  response caches          -${report['saved_response_cache_usd']:.6f}"
-          f"  ({report['exact_hits']} exact and {report['semantic_hits']} semantic hits)")
-    print(f"  actual                    ${cost:.6f}"
-          + (f"  ({(1 - cost / base) * 100:.1f}% saved)" if base else ""))
-    print(f"\nledger total      ${report['ledger_total_usd']:.6f} over {report['ledger_rows']} rows")
-    print(f"emulator invoice  ${report['emulator_invoice_usd']:.6f} over {report['emulator_requests']} "
+    table("feature", ledger.totals("feature"))
+    table("model", ledger.totals("served_model"))
+    table("tier", ledger.totals("tier"))
+    hits = {kind: ledger.count(RowFilter(cache=kind)) for kind in ("exact", "semantic")}
+    escalated = ledger.count(RowFilter(error_type_prefix="escalated:"))
+    print(f"\nresponse caches: {hits['exact']} exact and {hits['semantic']} semantic hits; escalations: "
+          f"{escalated} fast-tier answers failed a check and were re-run one tier up")
+    print("\nwhere the money went (against the same calls sent directly; docs/savings.md)")
+    for line in waterfall(total):
+        print(line)
+    print(f"\nledger total      ${Decimal(report['ledger_usd']):.6f} over {report['ledger_rows']} rows")
+    print(f"emulator invoice  ${Decimal(report['invoice_usd']):.6f} over {report['emulator_requests']} "
           f"requests (the provider's own count, priced from the catalog)")
     if report["failed"]:
         print(f"{report['failed']} calls failed; see {report['workdir']}/gateway.log")

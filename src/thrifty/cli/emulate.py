@@ -1,4 +1,4 @@
-"""`thrifty emulate`: the provider emulator (see thrifty.providers.emulator)."""
+"""`thrifty emulate`: the provider emulator (the separate `thrifty_emulator` package)."""
 
 from __future__ import annotations
 

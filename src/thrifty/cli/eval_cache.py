@@ -84,7 +84,7 @@ def read_pairs(path: str) -> list[tuple[str, str, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from thrifty.cache.semantic import CalibrationError, EmbedderUnavailable
+    from thrifty.errors import CalibrationError, EmbedderUnavailable
 
     if not 0.0 < args.target_false_hit < 1.0:
         raise ThriftyError(f"--target-false-hit must be between 0 and 1, got {args.target_false_hit}")

@@ -27,6 +27,8 @@ LOCAL_DEPLOYMENTS: dict[str, tuple[str, str, str, str | None]] = {
 }
 
 _FAULT_HEADERS = ["x-emulator-fault", "x-emulator-fault-delay"]
+# Client headers each provider kind needs passed on (Anthropic's API version and beta flags).
+_KIND_HEADERS = {"anthropic": ["anthropic-version", "anthropic-beta"]}
 
 
 def local_config(emulator_url: str, ledger_url: str, *, timeout_s: float = 30.0,
@@ -34,7 +36,7 @@ def local_config(emulator_url: str, ledger_url: str, *, timeout_s: float = 30.0,
     """A gateway config (as a dict) whose providers all live in the emulator at `emulator_url`."""
 
     def provider(kind: str, base: str) -> dict[str, Any]:
-        forward = (["anthropic-version", "anthropic-beta"] if kind == "anthropic" else []) + _FAULT_HEADERS
+        forward = _KIND_HEADERS.get(kind, []) + _FAULT_HEADERS
         return {"kind": kind, "base_url": base, "api_key": "emulator-key", "timeout_s": timeout_s,
                 "connect_timeout_s": 5, "forward_headers": forward}
 
@@ -59,6 +61,8 @@ def local_config(emulator_url: str, ledger_url: str, *, timeout_s: float = 30.0,
             "tiers": {"fast": ["gpt-5-nano", "gpt-4o-mini", "claude-haiku-4-5"],
                       "standard": ["gpt-4o", "claude-sonnet-4-5"], "heavy": ["claude-opus-4-1"]},
             "default_tier": "standard",
+            # What `thrifty/auto` calls would have used without Thrifty: prices their baseline.
+            "baseline_model": "gpt-4o",
             "rules": [
                 # A fast-tier answer that is empty, a refusal, cut off or off-schema is re-run one tier up.
                 {"name": "trivial", "when": {"request_type": ["classification", "extraction", "rewrite"]},
@@ -82,7 +86,7 @@ def invoice_from_billing(billing: dict[str, Any], prices: Any) -> dict[str, Deci
     Prices each model's token totals at its card's flat per-token rates. That equals the sum of the
     per-call costs as long as no single call reaches a long-context price tier (none in our runs).
     """
-    from thrifty.core.usage import Usage
+    from thrifty.contract.usage import Usage
 
     price_provider = {model: pp for _, model, _, pp in LOCAL_DEPLOYMENTS.values()}
     invoice: dict[str, Decimal | None] = {}

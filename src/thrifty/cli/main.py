@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["emulate"]:
         # The emulator owns its options; argparse cannot hand leading options to a sub-command.
-        from thrifty.providers.emulator import main as emulate
+        from thrifty_emulator import main as emulate
 
         return emulate(argv[1:])
     parser = build_parser()

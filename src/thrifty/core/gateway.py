@@ -1,38 +1,30 @@
-"""The gateway's long-lived state, built once from the config: providers, prices, ledger, keys."""
+"""The gateway's long-lived state, built once from the config: providers, deployments, prices,
+ledger, caches, keys. The composition root: stages get the narrow parts of it they need."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
-
 from thrifty.budgets import Enforcer
 from thrifty.budgets.definitions import BudgetSync, open_budget_definitions
 from thrifty.cache import CacheBackend, ExactCache, MemoryLRU, RedisStore, SQLiteStore
 from thrifty.config import Config, ExactCacheConfig
+from thrifty.core.deployments import Deployments, Route
 from thrifty.core.keys import KeyStore, open_key_store
 from thrifty.core.policy import Policies
-from thrifty.errors import AuthenticationFailed, ConfigError, NotFound
+from thrifty.core.recorder import Recorder
+from thrifty.errors import AuthenticationFailed, ConfigError
 from thrifty.ledger import Ledger, open_ledger
-from thrifty.pricing import PriceBook
-from thrifty.providers.base import Provider, provider_class
+from thrifty.pricing import Accountant, PriceBook
+from thrifty.providers.base import Provider
+from thrifty.providers.registry import provider_class
 from thrifty.providers.reliability import Reliability
 from thrifty.routing.router import Router
 from thrifty.shaping import PromptCachePlanner, PromptCachePolicy
+from thrifty.shaping.prepare import Preparer
 from thrifty.tokens import get_encoding
 
 log = logging.getLogger("thrifty.gateway")
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a request goes: the deployment that serves it."""
-
-    deployment: str
-    provider: Provider
-    model: str  # the upstream model name
-    tier: str
-    price_provider: str | None
 
 
 class Gateway:
@@ -45,14 +37,16 @@ class Gateway:
             except KeyError as exc:
                 raise ConfigError(config_path, f"providers.{name}.kind", str(exc.args[0])) from None
             self.providers[name] = cls(name, pc)
-        self.routes: dict[str, Route] = {}
+        routes: dict[str, Route] = {}
         for name, dep in config.deployments.items():
-            self.routes[name] = Route(name, self.providers[dep.provider], dep.model, dep.tier,
-                                      dep.price_provider)
+            routes[name] = Route(name, self.providers[dep.provider], dep.model, dep.tier, dep.price_provider)
         for alias, target in config.aliases.items():
-            self.routes.setdefault(alias, self.routes[target])
+            routes.setdefault(alias, routes[target])
+        self.deployments = Deployments(routes)
         self.prices = PriceBook(config.prices)
+        self.accountant = Accountant(self.prices)
         self.ledger: Ledger = open_ledger(config.ledger.url, spool_dir=config.ledger.spool_dir)
+        self.recorder = Recorder(self.ledger, self.accountant)
         self.policies = Policies(config, config_path)
         self.exact_cache = ExactCache(_cache_backend(config.levers.exact_cache))
         pc = config.levers.prompt_cache
@@ -64,6 +58,7 @@ class Gateway:
         except ValueError as exc:
             raise ConfigError(config_path, "levers.prompt_cache", str(exc)) from None
         self.prompt_cache = PromptCachePlanner(policy)
+        self.preparer = Preparer(self.prompt_cache, config.defaults.anthropic_max_tokens)
         self.semantic_cache = _semantic_cache(config, config_path) if config.levers.semantic_cache.enabled else None
         self.budgets = Enforcer(config.budgets)
         self.reliability = Reliability(config.reliability)
@@ -130,14 +125,6 @@ class Gateway:
     def config_key_tenant(self, key: str) -> str | None:
         """The tenant of a key from the config file (None when it is not one)."""
         return self._keys.get(_digest(key))
-
-    def route(self, model: str) -> Route:
-        try:
-            return self.routes[model]
-        except KeyError:
-            known = ", ".join(sorted(self.routes))
-            raise NotFound(f"model {model!r} is not served by this gateway (known: {known})",
-                           param="model", code="model_not_found") from None
 
 
 def _digest(key: str) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from thrifty.errors import GatewayError
+from thrifty.errors import KeyStoreUnavailable
 
 KEY_PREFIX = "sk-thr-"
 ID_LEN = 12
@@ -36,12 +36,6 @@ def digest(key: str) -> bytes:
 
 def key_id(d: bytes) -> str:
     return d.hex()[:ID_LEN]
-
-
-class KeyStoreUnavailable(GatewayError):
-    """The shared key store cannot be reached: API-made keys cannot be checked (fail closed)."""
-
-    status, kind = 503, "api_error"
 
 
 @dataclass(frozen=True, slots=True)

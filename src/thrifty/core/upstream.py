@@ -5,35 +5,49 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Mapping
 
-from thrifty.core.gateway import Gateway, Route
-from thrifty.core.pipeline import Answer, Call, Next, Stage
-from thrifty.errors import GatewayError
-from thrifty.providers.reliability import GiveUp, Reliability, ReliabilityConfig, RetryPlan, deadline_error
+from thrifty.contract import Answer, Call, Counted, ModelMoved, Next, Stage
+from thrifty.core.deployments import Deployments, Route
+from thrifty.pricing import PriceBook
+from thrifty.routing.router import Router
+from thrifty.errors import ConfigError, GatewayError
+from thrifty.errors import GiveUp
+from thrifty.providers.reliability import Reliability, ReliabilityConfig, RetryPlan, deadline_error
 from thrifty.routing.escalation import Escalation
 from thrifty.routing.features import features_from_body
+from thrifty.shaping.prepare import Preparer
+from thrifty.wire import client_answer, stream_translator
 
 
 class ModelRoute(Stage):
-    """Serve the model the client named (or its alias) on its deployment.
+    """Serve the model the client named (or its alias) on its deployment, or route it.
 
-    This is where the router of tiers and rules plugs in; it also builds the upstream body,
-    so the stages after it (shaping) work on the provider's wire format. When the routing
-    decision has escalation checks, the rest of the flow runs under `routing.escalation`:
-    the answer is checked and, on a failure, the call is re-run one tier up (a checked stream
-    is buffered until its checks pass; see that module for the latency trade-off).
+    This is where the router of tiers and rules plugs in. It points the call at a deployment
+    through the one body preparation step (`shaping.prepare`), records routing's effect against
+    the baseline model (the model asked for; for `thrifty/auto` and `thrifty/<tier>`, the route's
+    `baseline_model`), and, when the decision has escalation checks, runs the rest of the flow
+    under `routing.escalation`.
     """
 
     name = "route"
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, deployments: Deployments, router: Router | None, preparer: Preparer) -> None:
+        self.deployments = deployments
+        self.router = router
+        self.preparer = preparer
         self._escalation: Escalation | None = None
+        self._tier_baseline = None
+        if router is not None and router.config.baseline_model is not None:
+            try:
+                self._tier_baseline = deployments.route(router.config.baseline_model)
+            except GatewayError:
+                raise ConfigError("<config>", "routing.baseline_model",
+                                  f"unknown deployment or alias {router.config.baseline_model!r}") from None
 
     @property
     def escalation(self) -> Escalation | None:
         """The check runner and its counters (None without a router); built on first use."""
-        if self._escalation is None and self.gateway.router is not None:
-            self._escalation = Escalation(self.gateway)
+        if self._escalation is None and self.router is not None:
+            self._escalation = Escalation(self.deployments, self.router, self.preparer)
         return self._escalation
 
     def snapshot(self) -> dict[str, Any]:
@@ -42,23 +56,34 @@ class ModelRoute(Stage):
         return esc.snapshot() if esc is not None else {}
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
-        gw, row = self.gateway, call.row
-        router = gw.router
+        router = self.router
         if router is not None and (router.handles(call.model) or router.config.allow_downgrade):
-            features = features_from_body(call.body, call.surface.name, headers=call.headers, tenant=call.tenant)
+            features = features_from_body(call.body, call.wire, headers=call.headers, tenant=call.tenant)
             decision = router.decide(features, call.model)
+            route = self.deployments.route(decision.deployment)
+            self._routed(call, route, router.handles(call.model))
+            call.tier = decision.tier or route.tier
             esc = self.escalation
             if decision.checks and esc is not None:
                 asked = esc.place(call, decision)
                 return await esc.run(call, call_next, decision, features, asked)
-            route, tier = gw.route(decision.deployment), decision.tier
         else:
-            route, tier = gw.route(call.model), None
-        call.route = route
-        row.provider, row.served_model, row.tier = route.provider.name, route.model, tier or route.tier
-        call.upstream_body = call.surface.upstream_body(
-            call.body, route.provider.wire, route.model, self.gateway.config.defaults.anthropic_max_tokens)
+            route = self.deployments.route(call.model)
+            call.tier = route.tier
+        self.preparer.prepare(call, route)
         return await call_next(call)
+
+    def _routed(self, call: Call, route: Route, tier_name: bool) -> None:
+        """Routing's effect: the move from the baseline model, when there is one to price."""
+        if tier_name:
+            baseline = self._tier_baseline
+            if baseline is None:
+                call.effects.append(Counted("routing", "no routing.baseline_model: saving not claimed"))
+                return
+        else:
+            baseline = self.deployments.route(call.model)
+        if (baseline.model, baseline.price_provider) != (route.model, route.price_provider):
+            call.effects.append(ModelMoved("routing", baseline.model, baseline.price_provider))
 
 
 class ProviderCall:
@@ -71,15 +96,14 @@ class ProviderCall:
     served (`provider`, `served_model`; the tier stays the one routing chose).
     """
 
-    def __init__(self, gateway: Gateway, reliability: Reliability | None = None) -> None:
-        self.gateway = gateway
-        if reliability is None:
-            reliability = getattr(gateway, "reliability", None)
-        if reliability is None:
-            config = getattr(gateway.config, "reliability", None) or ReliabilityConfig()
-            reliability = Reliability(config)
-        self.reliability = reliability
-        self._on = reliability.config.enabled
+    def __init__(self, deployments: Deployments, router: Router | None, prices: PriceBook, preparer: Preparer,
+                 reliability: Reliability | None = None) -> None:
+        self.deployments = deployments
+        self.router = router
+        self.prices = prices
+        self.preparer = preparer
+        self.reliability = reliability if reliability is not None else Reliability(ReliabilityConfig())
+        self._on = self.reliability.config.enabled
 
     async def __call__(self, call: Call) -> Answer:
         route, body = call.route, call.upstream_body
@@ -104,7 +128,7 @@ class ProviderCall:
     def _whole(self, call: Call, resp: dict[str, Any]) -> Answer:
         route = call.route
         assert route is not None
-        out, usage = call.surface.client_response(resp, route.provider.wire, route.model)
+        out, usage = client_answer(call.wire, route.provider.wire, resp, route.model)
         return Answer(body=out, usage=usage, cost=self._cost(call, usage), complete=True)
 
     async def _complete_again(self, call: Call, started: float, err: GatewayError | None) -> Answer:
@@ -153,7 +177,7 @@ class ProviderCall:
                 await self._next(call, plan, fallback, err)
         if self._on:
             rel.breakers.success(route.deployment)
-        translator = call.surface.stream_translator(call.body, route.provider.wire, route.model)
+        translator = stream_translator(call.wire, route.provider.wire, call.body, route.model)
         # A stream that breaks off raises out of here and stays incomplete: its cost is unknown,
         # since what the provider bills for a half-finished generation is not visible from here.
         if first is not None:
@@ -178,10 +202,10 @@ class ProviderCall:
     def _plan(self, call: Call, started: float) -> tuple[RetryPlan, "_Fallback"]:
         route = call.route
         assert route is not None and call.upstream_body is not None
-        router, tier = self.gateway.router, call.row.tier
+        router, tier = self.router, call.tier
         peers = router.ranked.get(tier, ()) if router is not None and tier is not None else ()
-        fallback = _Fallback(route, call.upstream_body, self.gateway)
-        routed = self.gateway.routes.get(call.model) is not route  # the client did not name it
+        fallback = _Fallback(self.deployments, self.preparer)
+        routed = self.deployments.get(call.model) is not route  # the client did not name it
         return self.reliability.plan(route.deployment, peers, started, routed=routed), fallback
 
     async def _next(self, call: Call, plan: RetryPlan, fallback: "_Fallback", err: GatewayError) -> None:
@@ -193,7 +217,7 @@ class ProviderCall:
         if delay > 0:
             await self.reliability.sleep(delay)
         fallback.switch(call, name)
-        call.row.retries += 1
+        call.retries += 1
 
     def _left(self, deadline: float | None, route: Route) -> float | None:
         """Seconds the next attempt may take when the deadline is shorter than the provider's timeout."""
@@ -234,55 +258,49 @@ class ProviderCall:
     def _cost(self, call: Call, usage):  # type: ignore[no-untyped-def]
         route = call.route
         assert route is not None
-        cost = self.gateway.prices.cost(route.model, usage, provider=route.price_provider)
+        cost = self.prices.cost(route.model, usage, provider=route.price_provider)
         return None if cost is None else cost.total
 
 
 class _Fallback:
-    """Moves a call to another deployment, with the upstream body that deployment needs.
+    """Moves a call to another deployment: the body is prepared again for it (the same shaping,
+    prompt-cache plan and reserved cap as the first attempt had), and a move to another model or
+    price is reported as the `fallback` lever's effect, so its cost difference shows."""
 
-    The stages before the provider (prompt caching, budgets) shaped the first body. A deployment
-    on the same wire format and catalog provider takes that body with its own model name; any
-    other gets a body rebuilt from the client's request, without the prompt-cache hints and
-    output cap those stages added (they were planned for the first deployment).
-    """
+    __slots__ = ("deployments", "preparer")
 
-    __slots__ = ("first", "body", "gateway")
-
-    def __init__(self, first: Route, body: dict[str, Any], gateway: Gateway) -> None:
-        self.first, self.body, self.gateway = first, body, gateway
+    def __init__(self, deployments: Deployments, preparer: Preparer) -> None:
+        self.deployments, self.preparer = deployments, preparer
 
     def switch(self, call: Call, name: str) -> None:
-        route = self.gateway.routes[name]
-        if route is call.route:
+        route = self.deployments.routes[name]
+        before = call.route
+        if route is before:
             return
-        first = self.first
-        if route is first:
-            body = self.body
-        elif route.provider.wire == first.provider.wire and route.price_provider == first.price_provider:
-            body = {**self.body, "model": route.model}
-        else:
-            body = call.surface.upstream_body(call.body, route.provider.wire, route.model,
-                                              self.gateway.config.defaults.anthropic_max_tokens)
-        call.route, call.upstream_body = route, body
-        call.row.provider, call.row.served_model = route.provider.name, route.model
+        self.preparer.prepare(call, route, client_body=call.attempt_body)
+        if (route.model, route.price_provider) != (before.model, before.price_provider):
+            call.attempt_effects.append(ModelMoved("fallback", before.model, before.price_provider))
 
 
-async def downgrade_to_cheapest_tier(gateway: Gateway, call: Call, _reservation: object) -> bool:
-    """A `downgrade` budget is full: serve this call from the lowest routing tier instead.
+def downgrade_to_cheapest_tier(deployments: Deployments, router: Router | None,  # type: ignore[no-untyped-def]
+                               preparer: Preparer):
+    """The `downgrade` action of a full budget: serve the call from the lowest routing tier.
 
-    False (so the call is refused) when no router is configured or the call is already there.
-    The tier's cheapest healthy deployment serves; the body is rebuilt for it from the client's
-    request (prompt-cache hints added for the first deployment are not carried over).
+    The returned callable answers False (so the call is refused) when no router is configured or
+    the call is already there. The tier's cheapest healthy deployment serves, with a body prepared
+    for it; the move is the `budget_downgrade` lever's effect.
     """
-    router = gateway.router
-    if router is None or not router.order or call.row.tier == router.order[0]:
-        return False
-    features = features_from_body(call.body, call.surface.name, headers=call.headers, tenant=call.tenant)
-    decision = router.decide(features, router.config.model_prefix + router.order[0])
-    route = call.route = gateway.route(decision.deployment)
-    call.upstream_body = call.surface.upstream_body(call.body, route.provider.wire, route.model,
-                                                    gateway.config.defaults.anthropic_max_tokens)
-    row = call.row
-    row.provider, row.served_model, row.tier = route.provider.name, route.model, decision.tier or route.tier
-    return True
+
+    async def downgrade(call: Call, _reservation: object) -> bool:
+        if router is None or not router.order or call.tier == router.order[0]:
+            return False
+        features = features_from_body(call.body, call.wire, headers=call.headers, tenant=call.tenant)
+        decision = router.decide(features, router.config.model_prefix + router.order[0])
+        before, route = call.route, deployments.route(decision.deployment)
+        preparer.prepare(call, route, client_body=call.attempt_body)
+        call.tier = decision.tier or route.tier
+        if before is not None and (route.model, route.price_provider) != (before.model, before.price_provider):
+            call.attempt_effects.append(ModelMoved("budget_downgrade", before.model, before.price_provider))
+        return True
+
+    return downgrade

@@ -1,12 +1,20 @@
 """The call ledger: one row per call that reached the gateway with a valid key.
 
-`record()` is a non-blocking enqueue; a background thread writes batches. The schema is defined
-once (schema.py) for every backend and changed only by appended migrations.
+`record()` is a non-blocking enqueue; one buffered writer (writer.py) writes batches through a
+driver per database (sqlite.py, postgres.py). The schema is defined once (schema.py) for every
+backend and changed only by appended migrations, applied by one runner (migrate.py). Queries take
+a typed RowFilter (queries.py); `savings()` reports each lever's part (savings.py).
 """
 
-from thrifty.ledger.base import BufferedLedger, Ledger, open_ledger, read_spill
-from thrifty.ledger.schema import MIGRATIONS, LedgerRow, Migration
-from thrifty.ledger.sqlite import SQLiteLedger, apply_migrations
+from thrifty.ledger.base import Ledger, open_ledger
+from thrifty.ledger.driver import Dialect, Driver
+from thrifty.ledger.migrate import apply_migrations
+from thrifty.ledger.queries import NULL, RowFilter
+from thrifty.ledger.schema import ACCOUNTING, MIGRATIONS, LedgerRow, Migration
+from thrifty.ledger.sinks import Sink, SpillFile, read_spill
+from thrifty.ledger.sqlite import SQLITE, SQLiteLedger
+from thrifty.ledger.writer import BufferedLedger
 
-__all__ = ["BufferedLedger", "Ledger", "LedgerRow", "MIGRATIONS", "Migration", "SQLiteLedger",
-           "apply_migrations", "open_ledger", "read_spill"]
+__all__ = ["ACCOUNTING", "BufferedLedger", "Dialect", "Driver", "Ledger", "LedgerRow", "MIGRATIONS", "Migration",
+           "NULL", "RowFilter", "SQLITE", "SQLiteLedger", "Sink", "SpillFile", "apply_migrations",
+           "open_ledger", "read_spill"]

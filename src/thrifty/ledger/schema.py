@@ -16,11 +16,18 @@ The schema changes only by appending to MIGRATIONS; an applied migration is neve
 from __future__ import annotations
 
 import dataclasses
+import decimal
 from dataclasses import dataclass
 from decimal import Decimal
-from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Sequence
+
+from thrifty.contract import LEVERS, LeverSaving
+
+# Which definition of the baseline a row's savings use. None (rows written before migration
+# 0004): baseline_cost_usd counted the provider's own cache discounts as saved, and the two
+# saved_* columns held the savings. 2: the one counterfactual of ARCHITECTURE.md (the request
+# exactly as the client sent it, sent directly), with the savings per lever in `levers`.
+ACCOUNTING = 2
 
 
 @dataclass(slots=True)
@@ -57,11 +64,33 @@ class LedgerRow:
     request_hash: str | None = None
     request_body: str | None = None  # only when the config says to store bodies
     response_body: str | None = None
-    # What the call would have cost with no lever acting on it, and what each lever saved
-    # (cost_usd + the savings = baseline_cost_usd). None = unknown or not applicable.
+    # What the call would have cost with no lever acting on it (None = unknown). On rows of
+    # accounting 2 the two saved_* fields stay None: `levers` is the one home of savings. They
+    # are kept for the rows written before, which used them (see ACCOUNTING).
     baseline_cost_usd: Decimal | None = None
     saved_prompt_cache_usd: Decimal | None = None
     saved_response_cache_usd: Decimal | None = None
+    baseline_model: str | None = None  # the model the baseline is priced on
+    accounting: int | None = ACCOUNTING  # None: a row of the old definition (see ACCOUNTING)
+    # What the provider's own caching took off the baseline: the client would have had it
+    # without Thrifty, so it is reported apart and never counted as a saving.
+    provider_discount_usd: Decimal | None = None
+    # What each lever did; cost_usd + the saved_usd of all of them = baseline_cost_usd.
+    levers: tuple[LeverSaving, ...] = ()
+
+    def __post_init__(self) -> None:
+        # One order, the order levers act, so a row reads back equal to the row written (the
+        # lever table keeps no order of its own).
+        if not isinstance(self.levers, tuple) or len(self.levers) > 1:
+            self.levers = tuple(sorted(self.levers, key=lambda s: lever_order(s.lever)))
+
+
+def lever_order(lever: str) -> tuple[int, str]:
+    """Sort key of a lever's name: its place in LEVERS; names Thrifty does not know go last."""
+    try:
+        return LEVERS.index(lever), ""
+    except ValueError:
+        return len(LEVERS), str(lever)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,25 +158,44 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE calls ADD COLUMN saved_prompt_cache_usd TEXT",
         "ALTER TABLE calls ADD COLUMN saved_response_cache_usd TEXT",
     )),
+    # Savings per lever against the one counterfactual. `accounting` stays NULL on the rows
+    # written before, which is how queries tell the two definitions apart. One row per lever
+    # that acted on a call; `saved_usd` NULL: it acted, but its effect cannot be priced.
+    Migration("0004_call_levers", (
+        "ALTER TABLE calls ADD COLUMN accounting INTEGER",
+        "ALTER TABLE calls ADD COLUMN baseline_model TEXT",
+        "ALTER TABLE calls ADD COLUMN provider_discount_usd TEXT",
+        """CREATE TABLE call_levers (
+    request_id TEXT NOT NULL,
+    lever TEXT NOT NULL,
+    saved_usd TEXT,
+    estimated INTEGER NOT NULL DEFAULT 0,
+    note TEXT,
+    PRIMARY KEY (request_id, lever)
+)""",
+    )),
 )
 
 # LedgerRow fields that hold money (Decimal in Python, exact text in the database).
-MONEY_FIELDS = ("cost_usd", "baseline_cost_usd", "saved_prompt_cache_usd", "saved_response_cache_usd")
+MONEY_FIELDS = ("cost_usd", "baseline_cost_usd", "saved_prompt_cache_usd", "saved_response_cache_usd",
+                "provider_discount_usd")
 
-# LedgerRow field -> `calls` column, in insert order. Bodies go to `call_bodies`.
+# LedgerRow field -> `calls` column, in insert order. Bodies go to `call_bodies`, levers to
+# `call_levers`.
 CALL_COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (f.name, "user_id" if f.name == "user" else f.name)
-    for f in dataclasses.fields(LedgerRow) if f.name not in ("request_body", "response_body"))
+    for f in dataclasses.fields(LedgerRow) if f.name not in ("request_body", "response_body", "levers"))
+LEVER_COLUMNS = ("request_id", "lever", "saved_usd", "estimated", "note")
 
-# What totals() may group by: a LedgerRow field name -> its column. A whitelist, because the
+# What queries may group by: a LedgerRow field name -> its column. A whitelist, because the
 # column name is pasted into SQL.
 GROUP_COLUMNS = MappingProxyType({
     name: dict(CALL_COLUMNS)[name]
-    for name in ("feature", "served_model", "tenant", "provider", "tier", "user", "task")})
+    for name in ("feature", "served_model", "requested_model", "tenant", "provider", "tier", "user", "task")})
 
-_CALL_FIELDS = attrgetter(*(name for name, _ in CALL_COLUMNS))
-_MONEY = tuple([name for name, _ in CALL_COLUMNS].index(f) for f in MONEY_FIELDS)
-_STREAM = [name for name, _ in CALL_COLUMNS].index("stream")
+
+# Money arithmetic at a precision no ledger reaches, and an error rather than a rounding if one did.
+EXACT = decimal.Context(prec=100, traps=[decimal.Inexact, decimal.InvalidOperation])
 
 
 def money_to_text(value: Decimal | None) -> str | None:
@@ -160,59 +208,3 @@ def money_to_text(value: Decimal | None) -> str | None:
     if not value.is_finite():
         return None  # NaN or infinity is no price at all: record it as unknown
     return format(value, "f")
-
-
-def call_params(row: LedgerRow) -> list[Any]:
-    """The values of `row` for the `calls` columns, in CALL_COLUMNS order."""
-    values = list(_CALL_FIELDS(row))
-    for i in _MONEY:
-        values[i] = money_to_text(values[i])
-    values[_STREAM] = 1 if row.stream else 0
-    return values
-
-
-def body_params(row: LedgerRow) -> tuple[str, str | None, str | None] | None:
-    """The `call_bodies` values of `row`, or None when it carries no body."""
-    if row.request_body is None and row.response_body is None:
-        return None
-    return (row.request_id, row.request_body, row.response_body)
-
-
-def row_from_db(values: Sequence[Any], request_body: str | None = None,
-                response_body: str | None = None) -> LedgerRow:
-    """A LedgerRow from the `calls` values in CALL_COLUMNS order (and its bodies, if any)."""
-    kw = {name: values[i] for i, (name, _) in enumerate(CALL_COLUMNS)}
-    for f in MONEY_FIELDS:
-        kw[f] = None if kw[f] is None else Decimal(kw[f])
-    kw["stream"] = bool(kw["stream"])
-    return LedgerRow(**kw, request_body=request_body, response_body=response_body)
-
-
-def row_to_json(row: LedgerRow) -> dict[str, Any]:
-    """A JSON-ready dict of `row`, money as an exact string (the spill-file format)."""
-    out = {f.name: getattr(row, f.name) for f in dataclasses.fields(LedgerRow)}
-    for f in MONEY_FIELDS:
-        out[f] = money_to_text(out[f])
-    return out
-
-
-def row_from_json(data: dict[str, Any]) -> LedgerRow:
-    """The inverse of row_to_json; keys starting with "_" (annotations) are ignored."""
-    kw = {k: v for k, v in data.items() if not k.startswith("_")}
-    for f in MONEY_FIELDS:
-        if kw.get(f) is not None:
-            kw[f] = Decimal(kw[f])
-    return LedgerRow(**kw)
-
-
-def totals_from_rows(found: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """totals() results from the grouped query's rows (the same columns on every backend), most
-    expensive first. Money arrives as exact text or NUMERIC and leaves as Decimal."""
-    out = [{"key": key, "calls": calls, "cost_usd": Decimal(cost), "unpriced_calls": unpriced,
-            "prompt_tokens": prompt, "cached_tokens": cached, "cache_write_tokens": written,
-            "completion_tokens": completion, "baseline_cost_usd": Decimal(baseline),
-            "saved_prompt_cache_usd": Decimal(saved_pc), "saved_response_cache_usd": Decimal(saved_rc)}
-           for (key, calls, cost, unpriced, prompt, cached, written, completion,
-                baseline, saved_pc, saved_rc) in found]
-    out.sort(key=lambda t: (-t["cost_usd"], -t["calls"], t["key"] is None, t["key"] or ""))
-    return out

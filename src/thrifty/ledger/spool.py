@@ -35,7 +35,8 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence
 
-from thrifty.ledger.schema import LedgerRow, row_from_json, row_to_json
+from thrifty.ledger.codec import row_from_json, row_to_json
+from thrifty.ledger.schema import LedgerRow
 
 log = logging.getLogger("thrifty.ledger")
 
@@ -188,7 +189,7 @@ def _batches(f, name: str, offset: int, size: int) -> Iterator[tuple[list[Ledger
         if line.strip():
             try:
                 rows.append(row_from_json(json.loads(line)))
-            except (ValueError, TypeError, ArithmeticError) as exc:
+            except (ValueError, TypeError, ArithmeticError, KeyError) as exc:
                 log.error("ledger: spool %s: a line that is not a row was skipped (%s): %r", name, exc, line)
         if len(rows) >= size:
             yield rows, pos

@@ -6,8 +6,13 @@ from thrifty.pricing.card import PriceCard, card_as_dict, format_card
 from thrifty.pricing.catalog import catalog_source, to_genai_usage
 from thrifty.pricing.cost import Cost
 from thrifty.pricing.override import PriceOverride
+from thrifty.pricing.savings import Accountant, Accounting, cache_discount, uncached
 
 __all__ = [
+    "Accountant",
+    "Accounting",
+    "cache_discount",
+    "uncached",
     "Cost",
     "PriceBook",
     "PriceCard",

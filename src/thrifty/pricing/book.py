@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 from thrifty.errors import ConfigError
 from thrifty.pricing.card import PriceCard
 from thrifty.pricing.catalog import Catalog, CatalogPricing

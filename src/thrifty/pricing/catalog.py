@@ -35,7 +35,7 @@ from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
 from genai_prices.data_units import unit_data
 from genai_prices.types import ModelInfo, ModelPrice, PriceVariant, Provider, Tier, TieredPrices
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 from thrifty.pricing.card import PriceCard
 from thrifty.pricing.cost import (
     CACHE_READ, CACHE_WRITE_1H, CACHE_WRITE_5M, INPUT, OUTPUT, PART_CACHE_READ, PART_CACHE_WRITE,

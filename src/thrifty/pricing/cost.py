@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 
 ZERO = Decimal(0)
 

@@ -7,6 +7,7 @@ from typing import Any
 from thrifty import jsonutil
 from thrifty.errors import UpstreamError, error_for_status
 from thrifty.providers.base import Provider, register
+from thrifty.wire import ANTHROPIC_MESSAGES
 
 ANTHROPIC_VERSION = "2023-06-01"
 _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
@@ -16,7 +17,7 @@ _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "per
 
 @register("anthropic")
 class AnthropicProvider(Provider):
-    wire = "anthropic"
+    wire = ANTHROPIC_MESSAGES
     path = "/v1/messages"
 
     def auth_headers(self) -> dict[str, str]:

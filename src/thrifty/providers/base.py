@@ -16,10 +16,11 @@ import aiohttp
 from thrifty import jsonutil
 from thrifty.config import ProviderConfig
 from thrifty.errors import GatewayError, UpstreamError, UpstreamTimeout, error_for_status
+from thrifty.wire import Wire
 
 
 class Provider(ABC):
-    wire: ClassVar[str]  # the wire format this adapter speaks: "openai" or "anthropic"
+    wire: ClassVar[Wire]  # the wire format this adapter speaks
     path: ClassVar[str]  # the endpoint under base_url
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
@@ -136,29 +137,14 @@ class Provider(ABC):
             raise UpstreamError(f"{self.name}: the stream ended before its final event")
 
 
-_REGISTRY: dict[str, type[Provider]] = {}
+REGISTRY: dict[str, type[Provider]] = {}  # kind -> adapter; read through providers.registry
 
 
 def register(kind: str):
     """Class decorator: make an adapter available under `kind` in provider configs."""
 
     def deco(cls: type[Provider]) -> type[Provider]:
-        _REGISTRY[kind] = cls
+        REGISTRY[kind] = cls
         return cls
 
     return deco
-
-
-def provider_class(kind: str) -> type[Provider]:
-    from thrifty.providers import builtin  # noqa: F401  (built-ins register like plugins do)
-
-    try:
-        return _REGISTRY[kind]
-    except KeyError:
-        raise KeyError(f"unknown provider kind {kind!r} (known: {', '.join(sorted(_REGISTRY))})") from None
-
-
-def known_kinds() -> list[str]:
-    from thrifty.providers import builtin  # noqa: F401
-
-    return sorted(_REGISTRY)

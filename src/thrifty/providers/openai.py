@@ -7,11 +7,12 @@ from typing import Any
 from thrifty import jsonutil
 from thrifty.errors import UpstreamError
 from thrifty.providers.base import Provider, register
+from thrifty.wire import OPENAI_CHAT
 
 
 @register("openai")
 class OpenAIProvider(Provider):
-    wire = "openai"
+    wire = OPENAI_CHAT
     path = "/chat/completions"
 
     def auth_headers(self) -> dict[str, str]:

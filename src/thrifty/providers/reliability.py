@@ -47,7 +47,7 @@ from typing import Awaitable, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from thrifty.errors import GatewayError, RateLimited, UpstreamError, UpstreamTimeout
+from thrifty.errors import GatewayError, GiveUp, RateLimited, UpstreamError, UpstreamTimeout
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -317,10 +317,6 @@ class Reliability:
         mode = self.config.fallback
         may_move = mode == "tier" or (mode == "routed" and routed)
         return RetryPlan(self, first, peers if may_move else (), started)
-
-
-class GiveUp(Exception):
-    """No further attempt: answer the last error."""
 
 
 class RetryPlan:

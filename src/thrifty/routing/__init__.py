@@ -7,22 +7,21 @@ The gateway builds one `Router` from `RoutingConfig` at start-up and per request
 """
 
 from thrifty.routing.checks import (
-    AnswerView, CheckSettings, add_confidence_field, answer_view, check_confidence, check_consistency,
+    CheckSettings, add_confidence_field, check_confidence, check_consistency,
     check_empty, check_refusal, check_schema, check_too_short, check_truncated, first_failure,
-    request_confidence, requested_schema, strip_confidence, strip_confidence_from_answer,
+    request_confidence, strip_confidence, strip_confidence_from_answer,
 )
 from thrifty.routing.features import (
-    REQUEST_TYPES, FeatureSettings, RequestFeatures, features_from_anthropic, features_from_body,
-    features_from_openai, features_from_prompt,
+    REQUEST_TYPES, FeatureSettings, RequestFeatures, features_from_body, features_from_prompt,
 )
 from thrifty.routing.router import Decision, HeavyCounter, MemoryHeavyCounter, Router
 from thrifty.routing.rules import CHECKS, EscalationConfig, Rule, RoutingConfig, UserTierPolicy, When
 
 __all__ = [
-    "CHECKS", "REQUEST_TYPES", "AnswerView", "CheckSettings", "Decision", "EscalationConfig",
+    "CHECKS", "REQUEST_TYPES", "CheckSettings", "Decision", "EscalationConfig",
     "FeatureSettings", "HeavyCounter", "MemoryHeavyCounter", "RequestFeatures", "Router", "RoutingConfig",
-    "Rule", "UserTierPolicy", "When", "add_confidence_field", "answer_view", "check_confidence",
+    "Rule", "UserTierPolicy", "When", "add_confidence_field", "check_confidence",
     "check_consistency", "check_empty", "check_refusal", "check_schema", "check_too_short", "check_truncated",
-    "features_from_anthropic", "features_from_body", "features_from_openai", "features_from_prompt",
-    "first_failure", "request_confidence", "requested_schema", "strip_confidence", "strip_confidence_from_answer",
+    "features_from_body", "features_from_prompt",
+    "first_failure", "request_confidence", "strip_confidence", "strip_confidence_from_answer",
 ]

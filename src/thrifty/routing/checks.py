@@ -25,39 +25,10 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+from thrifty.errors import SchemaError
+from thrifty.wire import AnswerView, Wire
+
 _MISSING = object()
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerView:
-    """The text of an answer and why it stopped, whatever the protocol."""
-
-    text: str
-    finish_reason: str | None = None  # normalised: stop, length, tool_calls, ...
-    tool_call: bool = False  # the text is a tool call's arguments
-
-
-def answer_view(body: Mapping[str, Any], protocol: str = "openai") -> AnswerView:
-    """The first choice (OpenAI) or the content blocks (Anthropic) of a non-streamed answer."""
-    if protocol == "anthropic":
-        texts, tool = [], False
-        for block in body.get("content") or ():
-            if isinstance(block, dict) and block.get("type") == "text":
-                texts.append(block.get("text") or "")
-            elif isinstance(block, dict) and block.get("type") == "tool_use" and not texts:
-                texts.append(orjson.dumps(block.get("input") or {}).decode())
-                tool = True
-        stop = body.get("stop_reason")
-        return AnswerView("".join(texts), "length" if stop == "max_tokens" else stop, tool)
-    choices = body.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    msg = choice.get("message") or {}
-    text = msg.get("content")
-    tool = False
-    if not text and msg.get("tool_calls"):
-        text = ((msg["tool_calls"][0] or {}).get("function") or {}).get("arguments") or ""
-        tool = True
-    return AnswerView(text if isinstance(text, str) else "", choice.get("finish_reason"), tool)
 
 
 # --- format and content ---------------------------------------------------------------------
@@ -99,10 +70,6 @@ def check_refusal(text: str) -> str | None:
 
 
 # --- structured output ----------------------------------------------------------------------
-
-class SchemaError(ValueError):
-    """The schema itself cannot be used."""
-
 
 Validator = Callable[[Any], "str | None"]
 _compiled: dict[int, tuple[Any, Validator]] = {}
@@ -371,25 +338,6 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def requested_schema(body: Mapping[str, Any], protocol: str = "openai") -> dict[str, Any] | None:
-    """The JSON schema a request asks its answer to follow, if any (OpenAI `response_format`
-    json_schema; Anthropic `output_format` or a single forced tool's input schema)."""
-    if protocol == "anthropic":
-        fmt = body.get("output_format")
-        if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
-            return fmt["schema"]
-        tools = body.get("tools")
-        if isinstance(tools, list) and len(tools) == 1 and isinstance(body.get("tool_choice"), dict) \
-                and isinstance(tools[0], dict) and isinstance(tools[0].get("input_schema"), dict):
-            return tools[0]["input_schema"]
-        return None
-    rf = body.get("response_format")
-    if isinstance(rf, dict) and rf.get("type") == "json_schema":
-        schema = (rf.get("json_schema") or {}).get("schema")
-        return schema if isinstance(schema, dict) else None
-    return None
-
-
 # --- self-reported confidence ---------------------------------------------------------------
 
 CONFIDENCE_DESCRIPTION = ("Your confidence that this answer is correct, from 0 (a guess) to 1 (certain).")
@@ -409,34 +357,16 @@ def add_confidence_field(schema: Mapping[str, Any], field: str = "confidence") -
     return out
 
 
-def request_confidence(body: Mapping[str, Any], protocol: str = "openai",
-                       field: str = "confidence") -> dict[str, Any] | None:
+def request_confidence(body: Mapping[str, Any], wire: Wire, field: str = "confidence") -> dict[str, Any] | None:
     """A copy of a request whose structured-output schema also asks for `field`, or None when the
-    request has no object schema to extend (OpenAI `response_format` json_schema; Anthropic
-    `output_format` or a single forced tool)."""
-    out = dict(body)
+    request has no object schema to extend."""
+    schema = wire.requested_schema(body)
+    if schema is None:
+        return None
     try:
-        if protocol == "anthropic":
-            fmt = body.get("output_format")
-            if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
-                out["output_format"] = {**fmt, "schema": add_confidence_field(fmt["schema"], field)}
-                return out
-            tools = body.get("tools")
-            if isinstance(tools, list) and len(tools) == 1 and isinstance(body.get("tool_choice"), dict):
-                tool = tools[0]
-                out["tools"] = [{**tool, "input_schema": add_confidence_field(tool.get("input_schema") or {}, field)}]
-                return out
-            return None
-        rf = body.get("response_format")
-        if isinstance(rf, dict) and rf.get("type") == "json_schema":
-            js = rf.get("json_schema") or {}
-            if isinstance(js.get("schema"), dict):
-                schema = add_confidence_field(js["schema"], field)
-                out["response_format"] = {**rf, "json_schema": {**js, "schema": schema}}
-                return out
+        return wire.with_requested_schema(body, add_confidence_field(schema, field))
     except SchemaError:
         return None
-    return None
 
 
 def strip_confidence(answer: str | Mapping[str, Any], field: str = "confidence") -> tuple[Any, float | None]:
@@ -460,38 +390,10 @@ def strip_confidence(answer: str | Mapping[str, Any], field: str = "confidence")
     return (orjson.dumps(value).decode() if was_text else value), conf
 
 
-def strip_confidence_from_answer(body: dict[str, Any], protocol: str = "openai",
+def strip_confidence_from_answer(body: dict[str, Any], wire: Wire,
                                  field: str = "confidence") -> tuple[dict[str, Any], float | None]:
     """A copy of an answer body with `field` taken out of its structured output, and the confidence."""
-    if protocol == "anthropic":
-        content = []
-        conf = None
-        for block in body.get("content") or ():
-            if isinstance(block, dict) and block.get("type") == "text" and conf is None:
-                text, conf = strip_confidence(block.get("text") or "", field)
-                block = {**block, "text": text}
-            elif isinstance(block, dict) and block.get("type") == "tool_use" and conf is None:
-                value, conf = strip_confidence(block.get("input") or {}, field)
-                block = {**block, "input": value}
-            content.append(block)
-        return {**body, "content": content}, conf
-    choices = list(body.get("choices") or ())
-    if not choices or not isinstance(choices[0], dict):
-        return body, None
-    first = dict(choices[0])
-    msg = dict(first.get("message") or {})
-    conf = None
-    if isinstance(msg.get("content"), str):
-        msg["content"], conf = strip_confidence(msg["content"], field)
-    elif msg.get("tool_calls"):
-        calls = [dict(c) for c in msg["tool_calls"]]
-        fn = dict(calls[0].get("function") or {})
-        fn["arguments"], conf = strip_confidence(fn.get("arguments") or "", field)
-        calls[0]["function"] = fn
-        msg["tool_calls"] = calls
-    first["message"] = msg
-    choices[0] = first
-    return {**body, "choices": choices}, conf
+    return wire.map_structured_answer(body, lambda value: strip_confidence(value, field))
 
 
 def check_confidence(confidence: float | None, threshold: float) -> str | None:

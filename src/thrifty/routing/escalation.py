@@ -16,13 +16,14 @@ streamed answer cannot be edited after the fact, so there it is not asked for an
 skipped) and `consistency` (a second sample, from a peer deployment of the same tier or the same
 one per `escalation.consistency.sample_from`, must agree; whole answers only).
 
-The ledger. Rows reconcile one-to-one with upstream calls: the client's row (written by the API)
-describes the answer the client got, i.e. the final attempt; every discarded attempt gets its own
-row, recorded here, with request id `<id>.<n>` (n = 1, 2, ...), the same tenant / feature / user /
-task / call site / request hash, the deployment and tier it ran on, its own tokens and cost,
-status 200 and `error_type = "escalated: <reason>"`. A consistency sample is recorded the same way
-with `error_type = "consistency sample"`. Summing `cost_usd` over all rows therefore still equals
-the provider's bill, and the escalation reason is queryable per request.
+The ledger. Rows reconcile one-to-one with upstream calls: the client's row describes the answer
+the client got, i.e. the final attempt; every discarded attempt is reported on the call
+(`Call.discarded`) and the recorder gives it its own row, with request id `<id>.<n>` (n = 1, 2,
+...), the same attribution and request hash, the deployment and tier it ran on, its own tokens and
+cost, status 200 and `error_type = "escalated: <reason>"` (a consistency sample: `"consistency
+sample"`). Summing `cost_usd` over all rows therefore still equals the provider's bill. In the
+savings, a discarded attempt has baseline 0 and its cost is the `escalation` lever's negative
+saving, so the cascade's net shows.
 
 Streams. A check needs the whole answer, so for a streamed call nothing can be checked before
 the client's first byte unless the lower tier's stream is buffered. This module buffers it only
@@ -45,18 +46,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from thrifty.core.pipeline import Answer, Call, Next
-from thrifty.ledger import LedgerRow
-from thrifty.routing.checks import (CheckSettings, answer_view, first_failure, request_confidence,
-                                    requested_schema, strip_confidence_from_answer)
+from thrifty.contract import Answer, Attempt, Call, Next
+from thrifty.errors import IncompleteStream
+from thrifty.routing.checks import CheckSettings, first_failure, request_confidence, strip_confidence_from_answer
+from thrifty.shaping.prepare import Preparer
 
 if TYPE_CHECKING:
-    from thrifty.core.gateway import Gateway
+    from thrifty.core.deployments import Deployments
     from thrifty.routing.features import RequestFeatures
-    from thrifty.routing.router import Decision
+    from thrifty.routing.router import Decision, Router
 
 _MISSING = object()
 
@@ -113,9 +113,10 @@ def failed_check(view: Any, checks: tuple[str, ...], settings: CheckSettings, *,
 class Escalation:
     """Runs a routed call's checks and escalates it; one per gateway, shared by all calls."""
 
-    def __init__(self, gateway: "Gateway") -> None:
-        self.gateway = gateway
-        router = gateway.router
+    def __init__(self, deployments: "Deployments", router: "Router", preparer: Preparer) -> None:
+        self.deployments = deployments
+        self.router = router
+        self.preparer = preparer
         esc = router.config.escalation if router is not None else None
         self.settings = CheckSettings.from_config(esc) if esc is not None else CheckSettings()
         self.confidence_field = esc.confidence_field if esc is not None else "confidence"
@@ -128,28 +129,26 @@ class Escalation:
     # --- moving a call ---------------------------------------------------------------------
 
     def place(self, call: Call, decision: "Decision") -> bool:
-        """Point `call` at the decision's deployment with a fresh upstream body.
+        """Point `call` at the decision's deployment with a freshly prepared body; a new attempt.
 
         True when the body asks for self-reported confidence (then the answer must be stripped).
         """
-        gw, row = self.gateway, call.row
-        route = gw.route(decision.deployment)
-        call.route = route
-        row.provider, row.served_model, row.tier = route.provider.name, route.model, decision.tier or route.tier
-        body, asked = call.body, False
+        route = self.deployments.route(decision.deployment)
+        call.tier = decision.tier or route.tier
+        call.attempt_effects = []
+        body, asked = None, False
         if "confidence" in decision.checks and not call.stream:
-            extended = request_confidence(call.body, call.surface.name, self.confidence_field)
+            extended = request_confidence(call.body, call.wire, self.confidence_field)
             if extended is not None:
                 body, asked = extended, True
-        call.upstream_body = call.surface.upstream_body(body, route.provider.wire, route.model,
-                                                        gw.config.defaults.anthropic_max_tokens)
+        self.preparer.prepare(call, route, client_body=body)
         return asked
 
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self, call: Call, call_next: Next, decision: "Decision", features: "RequestFeatures",
                   asked_confidence: bool = False) -> Answer:
-        router = self.gateway.router
+        router = self.router
         assert router is not None
         seq = [0]  # extra ledger rows so far: their request ids are <id>.1, <id>.2, ...
         while True:
@@ -160,12 +159,12 @@ class Escalation:
             events: list[dict[str, Any]] | None = None
             if answer.events is not None:
                 events = [event async for event in answer.events]
-                body = _assemble(call.surface.name, events)
+                body = _assemble(call.wire, events)
             else:
                 body = answer.body
             confidence: Any = _MISSING
             if asked_confidence and body is not None:
-                body, confidence = strip_confidence_from_answer(body, call.surface.name, self.confidence_field)
+                body, confidence = strip_confidence_from_answer(body, call.wire, self.confidence_field)
                 answer.body = body
             self.stats.saw(decision.tier)
             failure = None
@@ -184,9 +183,8 @@ class Escalation:
 
     async def _check(self, call: Call, call_next: Next, decision: "Decision", body: dict[str, Any],
                      confidence: Any, seq: list[int]) -> tuple[str, str] | None:
-        protocol = call.surface.name
-        view = answer_view(body, protocol)
-        schema = requested_schema(call.body, protocol) if "schema" in decision.checks else None
+        view = call.wire.answer_view(body)
+        schema = call.wire.requested_schema(call.body) if "schema" in decision.checks else None
         checks = tuple(c for c in decision.checks if c != "consistency")
         failure = failed_check(view, checks, self.settings, schema=schema, confidence=confidence)
         if failure is not None or "consistency" not in decision.checks or call.stream:
@@ -200,63 +198,45 @@ class Escalation:
     async def _second_sample(self, call: Call, call_next: Next, decision: "Decision",
                              seq: list[int]) -> str | None:
         """The text of a second sample of the same tier; recorded as its own ledger row."""
-        router = self.gateway.router
+        router = self.router
         assert router is not None
         name = router.peer(decision) if self.sample_from == "peer" else None
         name = name or decision.deployment
-        keep = (call.route, call.upstream_body, call.row.provider, call.row.served_model, call.row.tier,
-                call.row.retries, dict(call.saved))
+        keep = (call.route, call.upstream_body, call.tier, call.retries, call.attempt_effects,
+                call.body_effects, call.attempt_body, call.prefix_id)
         sample_decision = _with_deployment(decision, name)
         started = time.time()
         try:
-            call.row.retries = 0
+            call.retries = 0
             asked = self.place(call, sample_decision)
             sample = await call_next(call)
             if asked and sample.body is not None:
-                sample.body, _ = strip_confidence_from_answer(sample.body, call.surface.name, self.confidence_field)
+                sample.body, _ = strip_confidence_from_answer(sample.body, call.wire, self.confidence_field)
         except Exception:  # noqa: BLE001 - no second sample: the check is skipped
             sample = None
         self_row = sample is not None and sample.body is not None
         if self_row:
             self.record_discarded(call, sample, started, seq, "consistency sample")  # type: ignore[arg-type]
-        (call.route, call.upstream_body, call.row.provider, call.row.served_model, call.row.tier,
-         call.row.retries, saved) = keep
-        call.saved.clear()
-        call.saved.update(saved)
+        (call.route, call.upstream_body, call.tier, call.retries, call.attempt_effects,
+         call.body_effects, call.attempt_body, call.prefix_id) = keep
         if not self_row:
             return None
-        return answer_view(sample.body, call.surface.name).text  # type: ignore[union-attr, arg-type]
+        return call.wire.answer_view(sample.body).text  # type: ignore[union-attr, arg-type]
 
     # --- the ledger --------------------------------------------------------------------------
 
     def record_discarded(self, call: Call, answer: Answer, started: float, seq: list[int], why: str) -> None:
-        """One ledger row for an upstream call whose answer the client does not get."""
-        row = call.row
+        """Report an upstream call whose answer the client does not get; the recorder writes its row."""
         seq[0] += 1
-        usage = answer.usage
-        saved = call.saved.pop("prompt_cache", None)
-        extra = LedgerRow(
-            request_id=f"{row.request_id}.{seq[0]}", started_at=started, finished_at=time.time(),
-            tenant=row.tenant, feature=row.feature, user=row.user, task=row.task, call_site=row.call_site,
-            surface=row.surface, provider=row.provider, requested_model=row.requested_model,
-            served_model=row.served_model, tier=row.tier, status=200, error_type=why,
-            prompt_tokens=usage.input_tokens, cached_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
-            completion_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=answer.cost, stream=row.stream, retries=row.retries, cache="miss",
-            request_hash=row.request_hash, saved_prompt_cache_usd=saved,
-            baseline_cost_usd=None if answer.cost is None else answer.cost + (saved or Decimal(0)))
-        extra.latency_ms = (extra.finished_at - started) * 1000.0
-        row.retries = 0  # the next attempt counts its own
-        self.gateway.ledger.record(extra)
+        call.discarded.append(Attempt(why=why, deployment=call.route, tier=call.tier, usage=answer.usage,
+                                      cost=answer.cost, started_at=started, finished_at=time.time(),
+                                      retries=call.retries))
+        call.retries = 0  # the next attempt counts its own
 
 
-def _assemble(surface: str, events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from thrifty.cache.replay import IncompleteStream
-    from thrifty.cache.stage import assemble
-
+def _assemble(wire: Any, events: list[dict[str, Any]]) -> dict[str, Any] | None:
     try:
-        return assemble(surface, events)
+        return wire.assemble(events)
     except IncompleteStream:
         return None
 

@@ -1,8 +1,8 @@
 """Request features for routing: cheap facts about a request, computed locally in microseconds.
 
-Both client protocols are reduced to one small neutral view (`_View`: the texts of the
-messages, tools, structured-output request) and the features are computed from that, so the
-OpenAI chat body and the Anthropic messages body give the same features for the same request.
+Every dialect's wire object reduces a request to one small neutral view (`RequestView`: the
+texts of the messages, tools, structured-output request) and the features are computed from that,
+so an OpenAI chat body and an Anthropic messages body give the same features for the same request.
 
 Everything here is a heuristic that must stay cheap: text is scanned only in bounded windows
 (the head and tail of the last user message, the head of the system prompt), token counts are
@@ -13,8 +13,10 @@ type is a best guess meant for rules, not a classifier's verdict.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+from thrifty.wire import OPENAI_CHAT, RequestView, Wire
 
 REQUEST_TYPES = ("classification", "extraction", "rewrite", "summarization", "generation",
                  "reasoning", "code", "agentic")
@@ -71,191 +73,23 @@ class RequestFeatures:
     prompt_chars: int = 0  # length of the last user message, for length-based rules and baselines
 
 
-@dataclass(slots=True)
-class _View:
-    """The protocol-neutral parts of a request that features are computed from."""
-
-    system: str = ""
-    user_texts: list[str] = field(default_factory=list)  # in order
-    other_chars: int = 0  # assistant / tool text
-    messages: int = 0
-    tool_count: int = 0
-    tool_chars: int = 0
-    tool_results: int = 0
-    forced_single_tool: bool = False
-    structured: bool = False
-    images: int = 0
-    documents: int = 0  # document / search-result blocks
-    max_output_tokens: int | None = None
-
-
-def features_from_openai(body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
-                         tenant: str | None = None, user_tier: str | None = None,
-                         settings: FeatureSettings = FeatureSettings()) -> RequestFeatures:
-    """Features of an OpenAI chat-completions body."""
-    view = _openai_view(body)
-    user = _header(headers, "x-thrifty-user") or _str(body.get("user"))
+def features_from_body(body: Mapping[str, Any], wire: Wire, *, headers: Mapping[str, str] | None = None,
+                       tenant: str | None = None, user_tier: str | None = None,
+                       settings: FeatureSettings = FeatureSettings()) -> RequestFeatures:
+    """Features of a request body in `wire`'s dialect."""
+    view = wire.request_view(body)
+    user = _header(headers, "x-thrifty-user") or wire.user(body)  # type: ignore[arg-type]
     return _features(view, settings, headers, tenant, user, user_tier)
-
-
-def features_from_anthropic(body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
-                            tenant: str | None = None, user_tier: str | None = None,
-                            settings: FeatureSettings = FeatureSettings()) -> RequestFeatures:
-    """Features of an Anthropic messages body."""
-    view = _anthropic_view(body)
-    meta = body.get("metadata")
-    user = _header(headers, "x-thrifty-user") or (_str(meta.get("user_id")) if isinstance(meta, dict) else None)
-    return _features(view, settings, headers, tenant, user, user_tier)
-
-
-def features_from_body(body: Mapping[str, Any], protocol: str, **kw: Any) -> RequestFeatures:
-    """Features of a body in `protocol` ("openai" or "anthropic")."""
-    if protocol == "anthropic":
-        return features_from_anthropic(body, **kw)
-    return features_from_openai(body, **kw)
 
 
 def features_from_prompt(prompt: str, **kw: Any) -> RequestFeatures:
-    """Features of a single-turn prompt, as the gateway would see it in an OpenAI chat body."""
-    return features_from_openai({"messages": [{"role": "user", "content": prompt}]}, **kw)
-
-
-# --- protocol views -------------------------------------------------------------------------
-
-def _openai_view(body: Mapping[str, Any]) -> _View:
-    v = _View()
-    msgs = body.get("messages")
-    if isinstance(msgs, list):
-        system_parts = []
-        for m in msgs:
-            if not isinstance(m, dict):
-                continue
-            role = m.get("role")
-            text = _openai_content(m.get("content"), v)
-            if role not in ("system", "developer"):
-                v.messages += 1  # as Anthropic counts them: the system prompt is not a message
-            if role == "user":
-                v.user_texts.append(text)
-            elif role in ("system", "developer"):
-                system_parts.append(text)
-            else:
-                v.other_chars += len(text)
-                if role in ("tool", "function"):
-                    v.tool_results += 1
-                calls = m.get("tool_calls")
-                if isinstance(calls, list):
-                    v.other_chars += 60 * len(calls)
-        v.system = "\n".join(system_parts)
-    tools = body.get("tools") or body.get("functions")
-    if isinstance(tools, list):
-        v.tool_count = len(tools)
-        v.tool_chars = _tools_chars(tools)
-        choice = body.get("tool_choice") or body.get("function_call")
-        v.forced_single_tool = len(tools) == 1 and isinstance(choice, dict)
-    rf = body.get("response_format")
-    v.structured = isinstance(rf, dict) and rf.get("type") in ("json_schema", "json_object")
-    mt = body.get("max_completion_tokens") or body.get("max_tokens")
-    v.max_output_tokens = mt if isinstance(mt, int) else None
-    return v
-
-
-def _openai_content(content: Any, v: _View) -> str:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    parts = []
-    for part in content:
-        if not isinstance(part, dict):
-            continue
-        kind = part.get("type")
-        if kind == "text" and isinstance(part.get("text"), str):
-            parts.append(part["text"])
-        elif kind in ("image_url", "input_image", "image"):
-            v.images += 1
-        elif kind in ("file", "input_file"):
-            v.documents += 1
-    return "\n".join(parts)
-
-
-def _anthropic_view(body: Mapping[str, Any]) -> _View:
-    v = _View()
-    system = body.get("system")
-    if isinstance(system, str):
-        v.system = system
-    elif isinstance(system, list):
-        v.system = "\n".join(b.get("text", "") for b in system if isinstance(b, dict)
-                             and isinstance(b.get("text"), str))
-    msgs = body.get("messages")
-    if isinstance(msgs, list):
-        v.messages = len(msgs)
-        for m in msgs:
-            if not isinstance(m, dict):
-                continue
-            text, tool_results = _anthropic_content(m.get("content"), v)
-            if m.get("role") == "user" and not (tool_results and not text):
-                v.user_texts.append(text)
-            else:
-                v.other_chars += len(text)
-            v.tool_results += tool_results
-    tools = body.get("tools")
-    if isinstance(tools, list):
-        v.tool_count = len(tools)
-        v.tool_chars = _tools_chars(tools)
-        choice = body.get("tool_choice")
-        v.forced_single_tool = (len(tools) == 1 and isinstance(choice, dict)
-                                and choice.get("type") in ("tool", "any"))
-    fmt = body.get("output_format")
-    v.structured = isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json")
-    mt = body.get("max_tokens")
-    v.max_output_tokens = mt if isinstance(mt, int) else None
-    return v
-
-
-def _anthropic_content(content: Any, v: _View) -> tuple[str, int]:
-    if isinstance(content, str):
-        return content, 0
-    if not isinstance(content, list):
-        return "", 0
-    parts, results = [], 0
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-        elif kind == "tool_result":
-            results += 1
-            inner = block.get("content")
-            v.other_chars += len(inner) if isinstance(inner, str) else 200
-        elif kind == "tool_use":
-            v.other_chars += 60
-        elif kind == "image":
-            v.images += 1
-        elif kind in ("document", "search_result"):
-            v.documents += 1
-            src = block.get("source")
-            data = src.get("data") if isinstance(src, dict) else None
-            v.other_chars += len(data) if isinstance(data, str) else 2000
-    return "\n".join(parts), results
-
-
-def _tools_chars(tools: list[Any]) -> int:
-    # Descriptions and parameters dominate a tool's tokens; a fixed share per parameter is close
-    # enough, and far cheaper than serialising the schemas.
-    total = 0
-    for t in tools:
-        if isinstance(t, dict):
-            fn = t.get("function") if isinstance(t.get("function"), dict) else t
-            params = fn.get("parameters") or fn.get("input_schema")
-            props = params.get("properties") if isinstance(params, dict) else None
-            total += 60 + len(str(fn.get("description") or "")) + 80 * (len(props) if isinstance(props, dict) else 0)
-    return total
+    """Features of a single-turn prompt, as the gateway would see it in a canonical chat body."""
+    return features_from_body({"messages": [{"role": "user", "content": prompt}]}, OPENAI_CHAT, **kw)
 
 
 # --- features from the view -------------------------------------------------------------------
 
-def _features(v: _View, s: FeatureSettings, headers: Mapping[str, str] | None, tenant: str | None,
+def _features(v: RequestView, s: FeatureSettings, headers: Mapping[str, str] | None, tenant: str | None,
               user: str | None, user_tier: str | None) -> RequestFeatures:
     last = v.user_texts[-1] if v.user_texts else ""
     user_chars = sum(map(len, v.user_texts))
@@ -395,7 +229,3 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
         return None
     value = headers.get(name)
     return value if value else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

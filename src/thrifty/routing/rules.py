@@ -145,6 +145,10 @@ class RoutingConfig(_Strict):
     model_prefix: str = "thrifty/"  # clients ask for `thrifty/auto` or `thrifty/<tier>`
     auto_name: str = "auto"
     allow_downgrade: bool | list[str] = False
+    # The deployment (or alias) whose model prices the counterfactual of `thrifty/auto` and
+    # `thrifty/<tier>` calls: what they would have used without Thrifty. Without one, routing's
+    # effect on those calls is counted but no saving is claimed (docs/savings.md).
+    baseline_model: str | None = None
     heavy_tiers: list[str] | None = None  # None: the strongest tier
     user_tiers: dict[str, UserTierPolicy] = {}
     escalation: EscalationConfig = EscalationConfig()

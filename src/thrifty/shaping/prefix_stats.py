@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, NamedTuple
 
-from thrifty.core.usage import Usage
+from thrifty.contract.usage import Usage
 
 Clock = Callable[[], float]
 

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import orjson
 
 from thrifty.shaping.prefix_stats import GapCounts, PrefixStats
 from thrifty.tokens import count_text_tokens
+from thrifty.wire import Wire
 
 MAX_BREAKPOINTS = 4
 TTLS = ("5m", "1h")
@@ -128,6 +129,10 @@ class CachePlan:
     breakpoints: tuple[Breakpoint, ...] = ()  # every breakpoint of `body`, in prompt order
     cache_key: str | None = None  # the prompt_cache_key Thrifty set, if it set one
     prefix_ids: tuple[str, ...] = ()  # every prefix this request was counted under
+    # When Thrifty added breakpoints beside the client's own: the estimated prompt tokens up to the
+    # client's last breakpoint and its TTL (what the client alone would have had cached).
+    client_prefix_tokens: int | None = None
+    client_ttl: str = "5m"
 
     @property
     def changed(self) -> bool:
@@ -158,15 +163,16 @@ class PromptCachePlanner:
         self._memo_lock = threading.Lock()
         self._roots: dict[tuple[str, str], Any] = {}  # (tenant, model) -> hasher of that scope
         self._minimums: dict[str, int] = {}
-        self._wires = {"anthropic": self._anthropic, "openai": self._openai}
+        # By how the wire steers the provider's cache (`Wire.prompt_caching`), not by its name.
+        self._styles = {"breakpoints": self._anthropic, "cache_key": self._openai}
 
-    def plan(self, body: dict[str, Any], *, wire: str, model: str, tenant: str,
+    def plan(self, body: dict[str, Any], *, wire: Wire, model: str, tenant: str,
              provider: str | None = None) -> CachePlan:
         """The body to send with caching hints added, and the prefix it belongs to.
 
         `provider` is the deployment's catalog provider id (None: the wire's own provider).
         """
-        planner = self._wires.get(wire)
+        planner = self._styles.get(wire.prompt_caching)
         if planner is None or not self.policy.enabled or not isinstance(body, dict):
             return CachePlan(body)
         return planner(body, model, tenant, provider)
@@ -245,7 +251,39 @@ class PromptCachePlanner:
             slot.ttl = choose_ttl(gaps[slot.prefix_id], self.policy)
         slots = sorted(marks + chosen, key=lambda s: s.order)
         _order_ttls(slots)
-        return _plan(_apply(body, chosen, system), primary, slots, ids)
+        plan = _plan(_apply(body, chosen, system), primary, slots, ids)
+        if marks:
+            last = max(marks, key=lambda s: s.order)
+            plan = replace(plan, client_prefix_tokens=self._tokens_through(last.order, tools, system_blocks, messages),
+                           client_ttl=last.ttl)
+        return plan
+
+    def _tokens_through(self, order: tuple[int, int, int], tools: list[Any], system: list[Any],
+                        messages: list[Any]) -> int:
+        """Estimated prompt tokens from the start up to and including the block at `order`
+        (tools, then system, then messages; a top-level mark covers the whole prompt)."""
+        section, index, block = order
+        texts: list[str] = []
+        opaque = 0
+        for i, t in enumerate(tools):
+            if section == 0 and i > index:
+                break
+            texts.append(orjson.dumps(_without(t, "cache_control"), option=_SORTED).decode())
+        if section >= 1:
+            for i, b in enumerate(system):
+                if section == 1 and i > index:
+                    break
+                opaque += _content_text([b], texts)
+        if section >= 2:
+            for i, m in enumerate(messages):
+                if section == 2 and i > index:
+                    break
+                content = m.get("content") if isinstance(m, dict) else None
+                if section == 2 and i == index and isinstance(content, list):
+                    content = content[:block + 1]
+                opaque += _content_text(content, texts)
+        text = "\n".join(texts)
+        return (len(text) // 4 if len(text) > _EXACT_MAX_CHARS else self._count(text)) + opaque
 
     def _stable_slots(self, h: Any, tools: list[Any], system: list[Any]) -> tuple[list[_Slot], list[str], int]:
         """Breakpoint candidates on the last tool and the last system block, the ids of the

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from thrifty.wire import Wire
+
 RANK = "thrifty_rank"
 
 
@@ -29,12 +31,6 @@ class Shape:
         return self.output_cap is not None or bool(self.stop) or self.top_k_chunks is not None
 
 
-def shape_body(body: dict[str, Any], wire: str, shape: Shape) -> dict[str, Any]:
-    """A shaped copy of a body in `wire` format (the input is not changed)."""
-    out = trim_chunks(body, shape.top_k_chunks)
-    return limit_output(out, wire, shape)
-
-
 def trim_chunks(body: dict[str, Any], k: int | None) -> dict[str, Any]:
     """The body with only the k best-ranked marked chunks per message, markers removed."""
     if not has_ranks(body):
@@ -42,21 +38,19 @@ def trim_chunks(body: dict[str, Any], k: int | None) -> dict[str, Any]:
     return {**body, "messages": [_trim(m, k) for m in body.get("messages") or ()]}
 
 
-def limit_output(body: dict[str, Any], wire: str, shape: Shape) -> dict[str, Any]:
-    """The body with the route's output cap and default stop sequences applied."""
-    out = dict(body)
+def limit_output(body: dict[str, Any], wire: Wire, shape: Shape) -> tuple[dict[str, Any], list[str]]:
+    """The body with the route's output cap and default stop sequences applied, and what changed
+    (for the ledger: shaping's effect is counted, not priced; see docs/savings.md)."""
+    out, changed = body, []
     if shape.output_cap is not None:
-        if wire == "anthropic":
-            out["max_tokens"] = min(int(body.get("max_tokens") or shape.output_cap), shape.output_cap)
-        else:
-            asked = body.get("max_completion_tokens") or body.get("max_tokens")
-            out.pop("max_tokens", None)
-            out["max_completion_tokens"] = min(int(asked or shape.output_cap), shape.output_cap)
-    if shape.stop:
-        key = "stop_sequences" if wire == "anthropic" else "stop"
-        if not body.get(key):
-            out[key] = list(shape.stop)
-    return out
+        asked = wire.output_cap(body)
+        out = wire.with_output_cap(out, min(asked or shape.output_cap, shape.output_cap))
+        if asked is None or asked > shape.output_cap:
+            changed.append(f"output cap {shape.output_cap}" + ("" if asked is None else f" (asked {asked})"))
+    if shape.stop and not wire.stops(body):
+        out = wire.with_stops(out, list(shape.stop))
+        changed.append("default stop sequences")
+    return out, changed
 
 
 def has_ranks(body: dict[str, Any]) -> bool:

@@ -1,45 +1,36 @@
-"""Provider prompt caching as a pipeline stage: mark stable prefixes, then account for the saving."""
+"""Per-prefix statistics of provider prompt caching, kept as a stage on the way back.
+
+The body itself is planned in `shaping.prepare` (for every attempt); this stage, inside routing,
+sees each attempt's answer and adds it to its prefix's statistics (reuse, hit rate, and the
+provider's cache discount on it, whoever placed the breakpoints).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from thrifty.core.pipeline import Answer, Call, Next, Stage, after_answer
-from thrifty.pricing import PriceBook
-from thrifty.shaping.prompt_cache import PromptCachePlanner
-from thrifty.shaping.savings import prompt_cache_saving
+from thrifty.contract import Answer, Call, Next, Stage, after_answer
+from thrifty.pricing import PriceBook, cache_discount
+from thrifty.shaping.prefix_stats import PrefixStats
 
 
-class PromptCaching(Stage):
-    """Runs after routing, on the provider's wire format.
-
-    The saving is recorded for every answered call with cache tokens, whether the breakpoints
-    were Thrifty's or the client's: it is what the provider's cache took off this call's bill.
-    """
-
+class PromptCacheStats(Stage):
     name = "prompt_cache"
 
-    def __init__(self, planner: PromptCachePlanner, prices: PriceBook) -> None:
-        self.planner = planner
+    def __init__(self, stats: PrefixStats, prices: PriceBook) -> None:
+        self.stats = stats
         self.prices = prices
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
-        route = call.route
-        assert route is not None and call.upstream_body is not None, "PromptCaching runs after routing"
-        prefix_id = None
-        if call.policy.prompt_cache:
-            plan = self.planner.plan(call.upstream_body, wire=route.provider.wire, model=route.model,
-                                     tenant=call.tenant, provider=route.price_provider)
-            call.upstream_body, prefix_id = plan.body, plan.prefix_id
         answer = await call_next(call)
+        prefix_id, route = call.prefix_id, call.route
+        if prefix_id is None or route is None:
+            return answer
 
-        async def account(done: Answer, _events: list[dict[str, Any]] | None) -> None:
+        async def observe(done: Answer, _events: list[dict[str, Any]] | None) -> None:
             if done.cost is None:
                 return
-            saving = prompt_cache_saving(self.prices, route.model, done.usage, route.price_provider)
-            if saving is not None:
-                call.saved["prompt_cache"] = saving
-            if prefix_id is not None:
-                self.planner.stats.observe(prefix_id, done.usage, done.cost, saving)
+            discount = cache_discount(self.prices, route.model, done.usage, route.price_provider, actual=done.cost)
+            self.stats.observe(prefix_id, done.usage, done.cost, discount)
 
-        return await after_answer(answer, account)
+        return await after_answer(answer, observe)

@@ -11,7 +11,6 @@ from thrifty.cache.semantic.decision import (
     DEFAULT_CONFIDENCE,
     DEFAULT_TARGET_FALSE_HIT,
     REJECTED,
-    CalibrationError,
     DecisionPolicy,
     Metrics,
     OperatingPoint,
@@ -20,7 +19,7 @@ from thrifty.cache.semantic.decision import (
     metrics,
     roc_auc,
 )
-from thrifty.cache.semantic.embedder import DIMENSION, EmbedderUnavailable, OnnxEmbedder, model_available
+from thrifty.cache.semantic.embedder import DIMENSION, OnnxEmbedder, model_available
 from thrifty.cache.semantic.index import FlatIndex, HnswIndex, NamespacedIndex, namespace_key
 from thrifty.cache.semantic.semantic import SemanticCache
 from thrifty.cache.semantic.store import (
@@ -29,14 +28,14 @@ from thrifty.cache.semantic.store import (
     InMemoryEntryStore,
     RedisEntryStore,
     SemanticEntry,
-    StoreUnavailable,
 )
 from thrifty.cache.semantic.verifier import GuardVerifier, Verifier
+from thrifty.errors import CalibrationError, EmbedderUnavailable, SemanticStoreUnavailable
 
 __all__ = [
     "DEFAULT_CONFIDENCE", "DEFAULT_TARGET_FALSE_HIT", "DIMENSION", "REJECTED", "CalibrationError", "Change",
     "DecisionPolicy", "EmbedderUnavailable", "EntryStore", "FlatIndex", "GuardVerifier", "HnswIndex",
     "InMemoryEntryStore", "Metrics", "NamespacedIndex", "OnnxEmbedder", "OperatingPoint", "RedisEntryStore",
-    "SemanticCache", "SemanticEntry", "StoreUnavailable", "Verifier", "calibrate", "default_policy", "metrics",
+    "SemanticCache", "SemanticEntry", "SemanticStoreUnavailable", "Verifier", "calibrate", "default_policy", "metrics",
     "model_available", "namespace_key", "roc_auc",
 ]

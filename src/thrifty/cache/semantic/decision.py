@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from thrifty.errors import ThriftyError
+from thrifty.errors import CalibrationError
 
 if TYPE_CHECKING:
     from thrifty.cache.semantic.verifier import Verifier
@@ -47,10 +47,6 @@ REJECTED = -2.0  # the score a pair gets when the verifier vetoes it (below any 
 GENERAL_OPERATING_POINT = dict(threshold=0.9528, target_false_hit=0.01, confidence=0.9, negatives=2425,
                                positives=2749, allowed_exceedances=17, calibration_false_hit_rate=0.0070,
                                calibration_recall=0.1328)
-
-
-class CalibrationError(ThriftyError):
-    """The labelled pairs cannot support the requested operating point."""
 
 
 # ---------------------------------------------------------------- statistics

@@ -21,14 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
-from thrifty.errors import ThriftyError
+from thrifty.errors import EmbedderUnavailable
 
 DIMENSION = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
-
-
-class EmbedderUnavailable(ThriftyError):
-    """The embedding model or its tokenizer is not installed, or could not be loaded."""
 
 
 def _package_dir(name: str) -> Path | None:

@@ -3,7 +3,7 @@
 lookup(namespace, text): embed the text, take the nearest entries of that namespace, and return
 the first whose decision score passes the namespace's calibrated threshold (the verifier may veto
 the nearest and let the next one through). Everything CPU-bound is synchronous: an async caller
-runs it in a worker thread. A shared store that fails raises StoreUnavailable (a ThriftyError):
+runs it in a worker thread. A shared store that fails raises SemanticStoreUnavailable (a ThriftyError):
 the pipeline treats it as a miss and records that the cache was down.
 
 The usual sequence is lookup -> miss -> upstream call -> add with the same text: the last

@@ -19,11 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from thrifty.errors import ThriftyError
-
-
-class StoreUnavailable(ThriftyError):
-    """The entry store could not be reached; the caller treats it as a miss."""
+from thrifty.errors import SemanticStoreUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +121,7 @@ class RedisEntryStore(EntryStore):
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - redis is a declared dependency
-            raise StoreUnavailable("the Redis entry store needs the redis package") from exc
+            raise SemanticStoreUnavailable("the Redis entry store needs the redis package") from exc
         self._redis_error = redis.RedisError
         self._r = client or redis.Redis.from_url(url, socket_timeout=2.0)
         self.prefix = prefix
@@ -139,7 +135,7 @@ class RedisEntryStore(EntryStore):
         try:
             return fn(*args)
         except self._redis_error as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+            raise SemanticStoreUnavailable(f"redis: {exc}") from exc
 
     def _key(self, entry_id: str) -> str:
         return f"{self.prefix}:e:{entry_id}"

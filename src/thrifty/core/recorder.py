@@ -1,0 +1,129 @@
+"""The one writer of ledger rows: a call's facts from the HTTP side, its effects from the stages.
+
+Stages never touch the ledger. They report on the call (route, tier, retries, lever effects,
+discarded attempts) and the answer (usage, cost, cache outcome); once the answer is final the
+HTTP exchange hands both here with what only it knows (status, latency, time to first byte).
+Every call with a valid key leaves exactly one row, and every discarded upstream attempt one more
+(`<id>.<n>`), so the rows add up to the provider's bill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from thrifty.contract import Answer, Attempt, Call
+from thrifty.ledger import Ledger, LedgerRow
+from thrifty.pricing import Accountant, Accounting
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the HTTP side knows of one call."""
+
+    request_id: str
+    started_at: float
+    tenant: str
+    surface: str  # the client's wire format, by name
+    feature: str | None = None
+    user: str | None = None
+    task: str | None = None
+    call_site: str | None = None
+    requested_model: str | None = None
+    stream: bool = False
+    request_hash: str | None = None
+    request_body: str | None = None
+    response_body: str | None = None
+    status: int = 0
+    error_type: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    finished_at: float = 0.0
+
+
+class Recorder:
+    def __init__(self, ledger: Ledger, accountant: Accountant) -> None:
+        self.ledger = ledger
+        self.accountant = accountant
+
+    def accounting(self, call: Call, answer: Answer) -> Accounting:
+        return self.accountant.of_call(call, answer)
+
+    def record(self, ex: Exchange, call: Call | None, answer: Answer | None,
+               accounting: Accounting | None = None) -> None:
+        """Write the call's row (and its discarded attempts'). Never raises for a missing price."""
+        row = self._row(ex)
+        if call is not None:
+            route = call.route
+            row.user = call.user if call.user is not None else row.user
+            row.retries = call.retries
+            row.tier = call.tier if call.tier is not None else (route.tier if route is not None else None)
+            if route is not None:
+                row.provider, row.served_model = route.provider.name, route.model
+            for n, attempt in enumerate(call.discarded, 1):
+                self.ledger.record(self._attempt_row(ex, attempt, n, call))
+        if answer is not None and ex.status == 200:
+            if answer.cache in ("exact", "semantic"):
+                row.provider, row.served_model = None, answer.served_model
+                row.tier = answer.tier
+            row.cache = answer.cache
+            _usage_into(row, answer)
+            row.cost_usd = answer.cost
+            if call is not None:
+                self._account(row, accounting or self.accounting(call, answer))
+        elif answer is not None:
+            row.cache = answer.cache
+        self.ledger.record(row)
+
+    @staticmethod
+    def _row(ex: Exchange) -> LedgerRow:
+        return LedgerRow(request_id=ex.request_id, started_at=ex.started_at, finished_at=ex.finished_at,
+                         tenant=ex.tenant, feature=ex.feature, user=ex.user, task=ex.task,
+                         call_site=ex.call_site, surface=ex.surface, provider=None,
+                         requested_model=ex.requested_model, served_model=None, tier=None,
+                         status=ex.status, error_type=ex.error_type, latency_ms=ex.latency_ms,
+                         ttft_ms=ex.ttft_ms, stream=ex.stream, request_hash=ex.request_hash,
+                         request_body=ex.request_body, response_body=ex.response_body)
+
+    @staticmethod
+    def _account(row: LedgerRow, a: Accounting) -> None:
+        row.baseline_cost_usd = a.baseline_usd
+        row.baseline_model = a.baseline_model
+        row.provider_discount_usd = a.provider_discount_usd
+        row.levers = a.levers
+
+    def _attempt_row(self, ex: Exchange, attempt: Attempt, n: int, call: Call) -> LedgerRow:
+        row = self._row(ex)
+        row.request_id = f"{ex.request_id}.{n}"
+        row.started_at, row.finished_at = attempt.started_at, attempt.finished_at
+        row.latency_ms = (attempt.finished_at - attempt.started_at) * 1000.0
+        row.ttft_ms = None
+        row.status, row.error_type = 200, attempt.why
+        row.request_body = row.response_body = None
+        route = attempt.deployment
+        row.provider, row.served_model, row.tier = route.provider.name, route.model, attempt.tier
+        row.user = call.user if call.user is not None else row.user
+        row.retries = attempt.retries
+        u = attempt.usage
+        row.prompt_tokens, row.cached_tokens = u.input_tokens, u.cache_read_tokens
+        row.cache_write_tokens, row.cache_write_1h_tokens = u.cache_write_tokens, u.cache_write_1h_tokens
+        row.completion_tokens, row.reasoning_tokens = u.output_tokens, u.reasoning_tokens
+        row.cost_usd = attempt.cost
+        self._account(row, self.accountant.discarded(attempt.cost))
+        return row
+
+
+def _usage_into(row: LedgerRow, answer: Answer) -> None:
+    u = answer.usage
+    row.prompt_tokens = u.input_tokens
+    row.cached_tokens = u.cache_read_tokens
+    row.cache_write_tokens = u.cache_write_tokens
+    row.cache_write_1h_tokens = u.cache_write_1h_tokens
+    row.completion_tokens = u.output_tokens
+    row.reasoning_tokens = u.reasoning_tokens
+
+
+def saved_usd(a: Accounting | None, actual: Decimal | None) -> Decimal | None:
+    """What the levers saved in all (baseline - actual), None when either is unknown."""
+    if a is None or a.baseline_usd is None or actual is None:
+        return None
+    return a.baseline_usd - actual

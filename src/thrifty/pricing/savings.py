@@ -1,0 +1,150 @@
+"""The one counterfactual: what a call would have cost sent directly, and what each lever saved.
+
+The baseline is what the provider would have billed for the request exactly as the client sent
+it: its model, its own cache breakpoints and the provider's automatic caching as they applied,
+interactive price, no response cache. It is reached from the actual call by undoing the levers'
+effects from the innermost outwards (prompt caching, then shaping, then every change of model);
+each lever's saving is the cost before its undo minus the cost after, so the savings add up
+exactly to baseline - actual. The method, and which figures are estimates, is docs/savings.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from thrifty.contract import (
+    AnsweredFromCache, Answer, BreakpointsAdded, Call, Counted, Effect, LeverSaving, ModelMoved, Usage,
+)
+from thrifty.pricing.book import PriceBook
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    baseline_usd: Decimal | None  # None: a price is missing somewhere on the way back
+    baseline_model: str | None
+    levers: tuple[LeverSaving, ...]
+    provider_discount_usd: Decimal | None  # the provider's own caching, which the client had anyway
+
+
+def uncached(usage: Usage) -> Usage:
+    """The same usage with every cache read and write counted as plain input."""
+    return Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
+                 reasoning_tokens=usage.reasoning_tokens)
+
+
+def without_reasoning(usage: Usage) -> Usage:
+    return replace(usage, output_tokens=usage.output_tokens - usage.reasoning_tokens, reasoning_tokens=0)
+
+
+def client_cache_only(usage: Usage, client_prefix_tokens: int | None, client_ttl: str) -> Usage:
+    """The usage had only the client's own breakpoints been sent.
+
+    Cached tokens come first in the prompt, reads before writes; what lay past the client's
+    last breakpoint would have been plain input. Without client breakpoints nothing is cached.
+    """
+    budget = client_prefix_tokens or 0
+    read = min(usage.cache_read_tokens, budget)
+    write = min(usage.cache_write_tokens, max(0, budget - read))
+    plain = usage.prompt_tokens - read - write
+    w1h = write if client_ttl == "1h" else 0
+    return Usage(input_tokens=plain, cache_read_tokens=read, cache_write_5m_tokens=write - w1h,
+                 cache_write_1h_tokens=w1h, output_tokens=usage.output_tokens,
+                 reasoning_tokens=usage.reasoning_tokens)
+
+
+class Accountant:
+    """Prices the counterfactual of calls; one per gateway."""
+
+    def __init__(self, prices: PriceBook) -> None:
+        self.prices = prices
+
+    def _cost(self, model: str, usage: Usage, provider: str | None) -> Decimal | None:
+        cost = self.prices.cost(model, usage, provider=provider)
+        return None if cost is None else cost.total
+
+    def account(self, effects: list[Effect], *, model: str | None, provider: str | None, usage: Usage,
+                actual: Decimal | None) -> Accounting:
+        """The accounting of one answered call (`model`: what served it; None for a cache hit)."""
+        hit = next((e for e in effects if isinstance(e, AnsweredFromCache)), None)
+        if hit is not None:
+            return Accounting(hit.baseline_usd, model, (LeverSaving(hit.lever, hit.baseline_usd, hit.estimated),),
+                              None)
+        counted = tuple(LeverSaving(e.lever, None, note=e.note) for e in effects if isinstance(e, Counted))
+        if actual is None or model is None:
+            return Accounting(None, model, counted, None)
+        saved: list[LeverSaving] = []
+        after = actual
+        for effect in reversed(effects):
+            before: Decimal | None = after
+            if isinstance(effect, BreakpointsAdded):
+                u = client_cache_only(usage, effect.client_prefix_tokens, effect.client_ttl)
+                # With no client breakpoint the rule is exact: nothing would have been cached.
+                estimated = effect.client_prefix_tokens is not None
+                usage, before = u, self._cost(model, u, provider)
+                note = None
+            elif isinstance(effect, ModelMoved):
+                # Estimated: the other model's tokenizer counts differently and it would have
+                # answered at its own length. The served model's hidden reasoning is left out: a
+                # model that does not reason would not have spent it, and what one that does would
+                # have spent is unknown, so the estimate stays a lower bound.
+                model, provider = effect.from_model, effect.from_price_provider
+                usage = without_reasoning(usage)
+                before = self._cost(model, usage, provider)
+                estimated, note = True, None
+            else:
+                continue
+            if before is None:
+                return Accounting(None, model, (*counted, *saved), None)
+            saved.append(LeverSaving(effect.lever, before - after, estimated, note))
+            after = before
+        plain = self._cost(model, uncached(usage), provider)
+        discount = None if plain is None else plain - after
+        return Accounting(after, model, _merged(counted, saved), discount)
+
+    def of_call(self, call: Call, answer: Answer) -> Accounting:
+        """The accounting of a call's final answer, from what its stages reported."""
+        route = call.route if answer.cache not in ("exact", "semantic") else None
+        return self.account([*call.effects, *call.attempt_effects, *call.body_effects],
+                            model=None if route is None else route.model,
+                            provider=None if route is None else route.price_provider,
+                            usage=answer.usage, actual=answer.cost)
+
+    @staticmethod
+    def discarded(cost: Decimal | None) -> Accounting:
+        """An attempt the client never got (escalation, a consistency sample): the client would not
+        have made it, so its baseline is 0 and its whole cost is the escalation lever's, negative."""
+        if cost is None:
+            return Accounting(None, None, (LeverSaving("escalation", None, note="unpriced attempt"),), None)
+        return Accounting(ZERO, None, (LeverSaving("escalation", -cost),), ZERO)
+
+
+def _merged(counted: tuple[LeverSaving, ...], saved: list[LeverSaving]) -> tuple[LeverSaving, ...]:
+    """One entry per lever (a lever that acted twice, e.g. two fallbacks, is summed)."""
+    by_lever: dict[str, LeverSaving] = {}
+    for s in (*reversed(saved), *counted):
+        have = by_lever.get(s.lever)
+        if have is None:
+            by_lever[s.lever] = s
+        elif s.saved_usd is not None:
+            total = s.saved_usd if have.saved_usd is None else have.saved_usd + s.saved_usd
+            by_lever[s.lever] = replace(have, saved_usd=total, estimated=have.estimated or s.estimated)
+    return tuple(by_lever.values())
+
+
+def cache_discount(prices: PriceBook, model: str, usage: Usage, provider: str | None = None, *,
+                   batch: bool = False, actual: Decimal | None = None) -> Decimal | None:
+    """What the provider's prompt cache took off one call's bill, whoever placed the breakpoints:
+    its cost with every cache read and write billed as plain input, minus its actual cost (USD;
+    None when unpriced). Negative when the call paid for a write it did not read back."""
+    if actual is None:
+        cost = prices.cost(model, usage, provider=provider, batch=batch)
+        if cost is None:
+            return None
+        actual = cost.total
+    if not (usage.cache_read_tokens or usage.cache_write_5m_tokens or usage.cache_write_1h_tokens):
+        return ZERO
+    plain = prices.cost(model, uncached(usage), provider=provider, batch=batch)
+    return None if plain is None else plain.total - actual

@@ -1,5 +1,0 @@
-import sys
-
-from thrifty.providers.emulator.cli import main
-
-sys.exit(main())
