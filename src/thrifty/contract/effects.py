@@ -35,9 +35,10 @@ class ModelMoved(Effect):
 class BreakpointsAdded(Effect):
     """Thrifty added prompt-cache breakpoints to the body.
 
-    `client_prefix_tokens` is what the client's own breakpoints would have cached (estimated
-    tokens up to its last breakpoint); None when the client marked nothing, in which case the
-    provider would have cached nothing (Anthropic caches only what `cache_control` marks).
+    `client_prefix_tokens` bounds what the client's own breakpoints would have cached: an upper
+    bound of the prompt tokens up to its last breakpoint, so Thrifty's claim is never too high.
+    None when the client marked nothing, in which case the provider would have cached nothing
+    (Anthropic caches only what `cache_control` marks).
     """
 
     client_prefix_tokens: int | None

@@ -129,8 +129,8 @@ class CachePlan:
     breakpoints: tuple[Breakpoint, ...] = ()  # every breakpoint of `body`, in prompt order
     cache_key: str | None = None  # the prompt_cache_key Thrifty set, if it set one
     prefix_ids: tuple[str, ...] = ()  # every prefix this request was counted under
-    # When Thrifty added breakpoints beside the client's own: the estimated prompt tokens up to the
-    # client's last breakpoint and its TTL (what the client alone would have had cached).
+    # When Thrifty added breakpoints beside the client's own: an upper bound of the prompt tokens up
+    # to the client's last breakpoint, and its TTL (the most the client alone would have had cached).
     client_prefix_tokens: int | None = None
     client_ttl: str = "5m"
 
@@ -254,26 +254,34 @@ class PromptCachePlanner:
         plan = _plan(_apply(body, chosen, system), primary, slots, ids)
         if marks:
             last = max(marks, key=lambda s: s.order)
-            plan = replace(plan, client_prefix_tokens=self._tokens_through(last.order, tools, system_blocks, messages),
+            plan = replace(plan, client_prefix_tokens=self._client_prefix_bound(last.order, tools, system_blocks,
+                                                                                messages),
                            client_ttl=last.ttl)
         return plan
 
-    def _tokens_through(self, order: tuple[int, int, int], tools: list[Any], system: list[Any],
-                        messages: list[Any]) -> int:
-        """Estimated prompt tokens from the start up to and including the block at `order`
-        (tools, then system, then messages; a top-level mark covers the whole prompt)."""
+    @staticmethod
+    def _client_prefix_bound(order: tuple[int, int, int], tools: list[Any], system: list[Any],
+                             messages: list[Any]) -> int:
+        """An upper bound of the prompt tokens from the start up to and including the block at
+        `order` (tools, then system, then messages; a top-level mark covers the whole prompt).
+
+        It decides how much of a cache read the client's own breakpoints would have had, so it must
+        never come in under the provider's count, whatever its tokenizer: text counts its UTF-8
+        bytes (a byte-level tokenizer makes at most one token per byte), each block a few tokens of
+        framing, an image the most Anthropic bills for one, and a binary document (whose token
+        count cannot be bounded from here) everything.
+        """
         section, index, block = order
-        texts: list[str] = []
-        opaque = 0
+        n = 0
         for i, t in enumerate(tools):
             if section == 0 and i > index:
                 break
-            texts.append(orjson.dumps(_without(t, "cache_control"), option=_SORTED).decode())
+            n += _json_bytes(t) + _FRAMING
         if section >= 1:
             for i, b in enumerate(system):
                 if section == 1 and i > index:
                     break
-                opaque += _content_text([b], texts)
+                n += _bytes_bound([b])
         if section >= 2:
             for i, m in enumerate(messages):
                 if section == 2 and i > index:
@@ -281,9 +289,8 @@ class PromptCachePlanner:
                 content = m.get("content") if isinstance(m, dict) else None
                 if section == 2 and i == index and isinstance(content, list):
                     content = content[:block + 1]
-                opaque += _content_text(content, texts)
-        text = "\n".join(texts)
-        return (len(text) // 4 if len(text) > _EXACT_MAX_CHARS else self._count(text)) + opaque
+                n += _bytes_bound(content) + _FRAMING
+        return n
 
     def _stable_slots(self, h: Any, tools: list[Any], system: list[Any]) -> tuple[list[_Slot], list[str], int]:
         """Breakpoint candidates on the last tool and the last system block, the ids of the
@@ -440,6 +447,43 @@ def _content_text(content: Any, parts: list[str]) -> int:
         else:  # tool_use, thinking, ...: as the model reads them
             parts.append(orjson.dumps(_without(b, "cache_control", "signature"), option=_SORTED).decode())
     return opaque
+
+
+# Upper-bound counting (`_client_prefix_bound`): framing tokens per block, the most one image costs
+# (Anthropic bills about width*height/750 after resizing to at most ~1.15 megapixels), and what a
+# document that cannot be bounded counts as.
+_FRAMING = 16
+_IMAGE_MAX_TOKENS = 1600
+_UNBOUNDED = 1 << 60
+
+
+def _json_bytes(obj: Any) -> int:
+    return len(orjson.dumps(_without(obj, "cache_control"), option=_SORTED))
+
+
+def _bytes_bound(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content.encode()) + _FRAMING
+    n = 0
+    for b in content if isinstance(content, list) else ():
+        if not isinstance(b, dict):
+            continue
+        kind = b.get("type")
+        source = b.get("source")
+        if kind == "text":
+            n += len(str(b.get("text", "")).encode())
+        elif kind == "image":
+            n += _IMAGE_MAX_TOKENS
+        elif kind == "document" and isinstance(source, dict) and source.get("type") == "text":
+            n += len(str(source.get("data", "")).encode())
+        elif kind == "document":
+            return _UNBOUNDED
+        elif kind == "tool_result":
+            n += _bytes_bound(b.get("content"))
+        else:
+            n += _json_bytes(b)
+        n += _FRAMING
+    return n
 
 
 def _ttl_of(cc: Any) -> str:
