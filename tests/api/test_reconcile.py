@@ -53,6 +53,14 @@ def test_ledger_matches_emulator_billing(fresh_stack):
     assert all(len(r.levers) == 1 and r.levers[0].lever == "exact_cache" and r.levers[0].saved_usd > 0
                and r.baseline_cost_usd == r.levers[0].saved_usd for r in hits)
 
+    # The one counterfactual holds on every row of a mixed run: the levers' priced savings add up
+    # exactly to baseline - actual.
+    for row in rows:
+        assert row.accounting == 2 and row.baseline_cost_usd is not None, row
+        priced = sum((s.saved_usd for s in row.levers if s.saved_usd is not None), Decimal(0))
+        assert row.baseline_cost_usd - row.cost_usd == priced, row
+    assert {s.lever for r in rows for s in r.levers} >= {"exact_cache", "prompt_cache"}
+
     by_model: dict[str, dict] = {}
     for row in rows:
         t = by_model.setdefault(row.served_model, {"input_tokens": 0, "cache_read_tokens": 0,
