@@ -34,11 +34,21 @@ class _DropNoise(logging.Filter):
         return "without completing response" not in record.getMessage()
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, not {port}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="thrifty emulate", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8001,
+    p.add_argument("--port", type=_port, default=8001,
                    help="port to listen on (default: 8001; 0 picks a free one and prints it)")
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file adding or overriding models, latency, faults")
     p.add_argument("--latency-scale", type=float, metavar="FLOAT",

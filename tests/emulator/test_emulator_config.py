@@ -87,3 +87,12 @@ def test_help_explains_the_options():
     assert out.returncode == 0
     for word in ("--latency-scale", "--config", "--seed", "--port", "x-emulator-fault", "/_emulator/billing"):
         assert word in out.stdout
+
+
+def test_a_port_out_of_range_is_a_usage_error_not_a_crash(capsys):
+    from thrifty_emulator.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["--port", "99999"])
+    assert e.value.code == 2
+    assert "a port is 0-65535, not 99999" in capsys.readouterr().err

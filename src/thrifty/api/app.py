@@ -9,7 +9,7 @@ from typing import Any
 from thrifty import jsonutil
 from thrifty.api.admin import AdminAPI
 from thrifty.api.asgi import Receive, Scope, Send, header_map, read_body, send_response
-from thrifty.api.chat import handle_chat, new_request_id
+from thrifty.api.chat import handle_chat
 from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, Wire
 from thrifty.core.flow import build_flow
 from thrifty.core.gateway import Gateway
@@ -53,7 +53,7 @@ class GatewayApp:
         else:
             wire = ANTHROPIC_MESSAGES if path.startswith("/v1/messages") else OPENAI_CHAT
             err = NotFound(f"no route for {method} {path}")
-            await send_response(send, 404, wire.error_body(err, new_request_id()))
+            await send_response(send, 404, wire.error_body(err, self.gateway.new_request_id()))
 
     async def _models(self, send: Send, headers: dict[str, str]) -> None:
         try:

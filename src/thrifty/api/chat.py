@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from decimal import Decimal
 from typing import Any
@@ -30,10 +29,6 @@ log = logging.getLogger("thrifty.api")
 _SERVED_FROM_CACHE = ("exact", "semantic")
 
 
-def new_request_id() -> str:
-    return "thr_" + os.urandom(12).hex()
-
-
 def request_hash(body: dict[str, Any]) -> str:
     """SHA-256 of the request as canonical JSON (keys sorted, no insignificant whitespace)."""
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -47,7 +42,7 @@ async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive
                       headers: dict[str, str]) -> None:
     started = time.time()
     clock0 = time.perf_counter()
-    rid = new_request_id()
+    rid = gw.new_request_id()
     try:
         tenant = await gw.tenant_for(wire.api_key(headers))
     except GatewayError as err:

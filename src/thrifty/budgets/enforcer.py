@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Sequence
@@ -26,12 +25,13 @@ from thrifty.budgets.alerts import Alerter
 from thrifty.budgets.backend import (
     BLOCK, SOFT, TRACK, UNLIMITED, BucketSpec, BudgetStore, HoldSpec, from_nano, to_nano,
 )
-from thrifty.errors import BudgetExceeded, BudgetStoreUnavailable, BudgetUnavailable
-from thrifty.budgets.limits import BackendConfig, BudgetConfig, BudgetsConfig, RateLimitConfig
 from thrifty.budgets.applied import Applied, AppliedRate
+from thrifty.budgets.limits import BackendConfig, BudgetConfig, BudgetsConfig, RateLimitConfig
 from thrifty.budgets.messages import alert_payload, budget_refusal, percent, rate_refusal
 from thrifty.budgets.scopes import CallScopes, key_part
 from thrifty.budgets.windows import SYSTEM_CLOCK, Clock, Windows, iso
+from thrifty.errors import BudgetExceeded, BudgetStoreUnavailable, BudgetUnavailable
+from thrifty.ids import RandomIds
 
 log = logging.getLogger("thrifty.budgets")
 
@@ -135,6 +135,7 @@ class Enforcer:
                  clock: Clock = SYSTEM_CLOCK, alerter: Alerter | None = None) -> None:
         self.config = config
         self.store = store if store is not None else open_store(config.backend)
+        self._ids = RandomIds()
         self.clock = clock
         self.alerter = alerter if alerter is not None else Alerter(config.webhook_timeout_s)
         self._budgets = tuple(config.budgets)
@@ -210,13 +211,13 @@ class Enforcer:
         usd = 0 if worst_usd is None else to_nano(worst_usd)
         plan = self.plan(scopes, now)
         if plan.empty:
-            return Reservation(os.urandom(12).hex(), scopes, from_nano(usd), worst_tokens, now)
+            return Reservation(self._ids.hex(), scopes, from_nano(usd), worst_tokens, now)
         ttl, idle = self._ttl, self.config.lifetime_idle_s
         holds = tuple(HoldSpec(key, mode, lu, lt, usd, worst_tokens, now + idle if end is None else end + ttl)
                       for key, mode, lu, lt, end in plan.holds)
         buckets = tuple(BucketSpec(key, cap, rate, worst_tokens if tpm else 1, tpm)
                         for key, cap, rate, tpm in plan.buckets)
-        r = Reservation(os.urandom(12).hex(), scopes, from_nano(usd), worst_tokens, now,
+        r = Reservation(self._ids.hex(), scopes, from_nano(usd), worst_tokens, now,
                         plan.applied, holds, plan.rates, buckets)
         try:
             result = await self.store.reserve(r.id, holds, buckets, now, ttl)

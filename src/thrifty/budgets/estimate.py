@@ -42,6 +42,7 @@ from thrifty.pricing import PriceBook, PriceCard
 from thrifty.tokens import get_encoding
 from thrifty.wire import Wire
 
+_BOUND_MAX_CHARS = 64  # texts this short are counted as their bytes (an upper bound)
 _MEMO_MIN_CHARS = 256  # long texts (system prompts, tool lists) repeat across calls
 _MEMO_SIZE = 1024
 # A catalog card lookup costs tens of microseconds; catalog prices change by date, so cards are
@@ -87,6 +88,10 @@ class Estimator:
     # --- tokens ----------------------------------------------------------------------------
 
     def count(self, text: str) -> int:
+        if len(text) <= _BOUND_MAX_CHARS:
+            # A short text (a role, a one-line question) is bounded by its UTF-8 bytes, which no
+            # byte-level tokenizer exceeds: dearer by a few tokens, and no tokenizer call.
+            return len(text.encode())
         if len(text) < _MEMO_MIN_CHARS:
             return len(get_encoding().encode_ordinary(text))
         n = self._memo.get(text)

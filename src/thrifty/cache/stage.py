@@ -25,14 +25,13 @@ class ExactCaching(Stage):
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
         policy = call.policy.exact_cache
-        if policy is None:
-            return await call_next(call)
-        decision = self.cache.decide(call.body, call.headers, policy)
-        if not decision.active:
+        decision = None if policy is None else self.cache.decide(call.body, call.headers, policy)
+        if decision is None or not decision.active:  # the lever is off here, or the call not eligible
             answer = await call_next(call)
             if answer.cache == "miss":  # a later stage (the semantic cache) may have answered
                 answer.cache = "bypass"
             return answer
+        assert policy is not None
         key = self.cache.key(call.tenant, call.wire, call.body, policy)
         if decision.read:
             try:

@@ -82,6 +82,7 @@ class Answer:
     complete: bool = False  # a stream ended with its final event
     served_model: str | None = None  # set when no deployment served it (a cache hit)
     tier: str | None = None
+    accounting: Any = None  # the priced counterfactual, once worked out (pricing.savings.Accountant)
 
 
 Next = Callable[[Call], Awaitable[Answer]]

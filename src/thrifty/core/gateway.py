@@ -14,6 +14,7 @@ from thrifty.core.keys import KeyStore, open_key_store
 from thrifty.core.policy import Policies
 from thrifty.core.recorder import Recorder
 from thrifty.errors import AuthenticationFailed, ConfigError
+from thrifty.ids import RandomIds
 from thrifty.ledger import Ledger, open_ledger
 from thrifty.pricing import Accountant, PriceBook
 from thrifty.providers.base import Provider
@@ -43,6 +44,7 @@ class Gateway:
         for alias, target in config.aliases.items():
             routes.setdefault(alias, routes[target])
         self.deployments = Deployments(routes)
+        self._ids = RandomIds()
         self.prices = PriceBook(config.prices)
         self.accountant = Accountant(self.prices)
         self.ledger: Ledger = open_ledger(config.ledger.url, spool_dir=config.ledger.spool_dir)
@@ -121,6 +123,9 @@ class Gateway:
         if found is None:
             raise AuthenticationFailed("invalid API key: not a Thrifty virtual key", code="invalid_api_key")
         return found
+
+    def new_request_id(self) -> str:
+        return "thr_" + self._ids.hex()
 
     def config_key_tenant(self, key: str) -> str | None:
         """The tenant of a key from the config file (None when it is not one)."""

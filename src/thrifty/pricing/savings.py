@@ -100,17 +100,24 @@ class Accountant:
                 return Accounting(None, model, (*counted, *saved), None)
             saved.append(LeverSaving(effect.lever, before - after, estimated, note))
             after = before
-        plain = self._cost(model, uncached(usage), provider)
-        discount = None if plain is None else plain - after
+        if usage.cache_read_tokens or usage.cache_write_tokens:
+            plain = self._cost(model, uncached(usage), provider)
+            discount = None if plain is None else plain - after
+        else:
+            discount = ZERO
         return Accounting(after, model, _merged(counted, saved), discount)
 
     def of_call(self, call: Call, answer: Answer) -> Accounting:
-        """The accounting of a call's final answer, from what its stages reported."""
+        """The accounting of a call's final answer, from what its stages reported (worked out once
+        per answer: the exact cache, when it stores the answer, and the recorder both ask)."""
+        if answer.accounting is not None:
+            return answer.accounting
         route = call.route if answer.cache not in ("exact", "semantic") else None
-        return self.account([*call.effects, *call.attempt_effects, *call.body_effects],
+        answer.accounting = self.account([*call.effects, *call.attempt_effects, *call.body_effects],
                             model=None if route is None else route.model,
                             provider=None if route is None else route.price_provider,
                             usage=answer.usage, actual=answer.cost)
+        return answer.accounting
 
     @staticmethod
     def discarded(cost: Decimal | None) -> Accounting:
