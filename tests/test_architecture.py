@@ -146,3 +146,17 @@ def test_every_exception_class_lives_in_the_one_exception_tree():
                 if any(b.endswith(("Error", "Exception")) or b in ("ThriftyError", "GatewayError") for b in bases):
                     strays.append(f"{path.relative_to(SRC.parent)}:{node.lineno} {node.name}")
     assert not strays, "exception classes outside thrifty/errors.py: " + ", ".join(strays)
+
+
+TOP = ("thrifty.core", "thrifty.api", "thrifty.cli")
+
+
+def test_the_levers_do_not_import_the_composition_root():
+    """core/ (gateway state, the flow, the recorder), api/ and cli/ sit on top: nothing below them
+    imports them, so a stage gets what it needs passed in."""
+    upward = []
+    for m, targets in GRAPH.items():
+        if m.startswith(TOP) or m == "thrifty.__main__":  # `python -m thrifty` is the CLI
+            continue
+        upward += [f"{m} -> {t}" for t in sorted(targets) if t.startswith(TOP)]
+    assert not upward, "imports of the composition root from below: " + ", ".join(upward)

@@ -15,7 +15,8 @@ from thrifty.cli.processes import start_emulator
 from thrifty.config import parse_config
 from thrifty.contract import Call, compose
 from thrifty.core.gateway import Gateway
-from thrifty.core.upstream import ModelRoute, ProviderCall
+from thrifty.providers.call import ProviderCall
+from thrifty.routing.stage import ModelRoute
 from thrifty.shaping.stage import PromptCacheStats
 from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT
 

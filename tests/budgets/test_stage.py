@@ -13,7 +13,7 @@ import pytest
 from thrifty.budgets import BudgetExceeded, BudgetsConfig, BudgetUnavailable, Enforcer
 from thrifty.budgets.memory import MemoryStore
 from thrifty.budgets.stage import Budgets
-from thrifty.core.deployments import Route
+from thrifty.providers.deployments import Route
 from thrifty.contract import Answer, Call
 from thrifty.contract.usage import Usage
 from thrifty.errors import UpstreamError

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from thrifty.contract import Call, ModelMoved
-from thrifty.core.deployments import Deployments, Route
+from thrifty.providers.deployments import Deployments, Route
 from thrifty.core.policy import CallPolicy
-from thrifty.core.upstream import ProviderCall
+from thrifty.providers.call import ProviderCall
 from thrifty.errors import GatewayError, error_for_status
 from thrifty.pricing import PriceBook
 from thrifty.providers.reliability import Reliability, ReliabilityConfig

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 from thrifty.contract import Answer, Call
 from thrifty.contract.usage import Usage
-from thrifty.core.deployments import Deployments
+from thrifty.providers.deployments import Deployments
 from thrifty.core.policy import CallPolicy
 from thrifty.core.recorder import Exchange, Recorder
-from thrifty.core.upstream import ModelRoute
+from thrifty.routing.stage import ModelRoute
 from thrifty.pricing import Accountant, PriceBook
 from thrifty.routing import Router, RoutingConfig
 from thrifty.shaping.prepare import Preparer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Callable
 
 Clock = Callable[[], float]
@@ -33,6 +34,7 @@ def window_bounds(window: str, now: float) -> tuple[int, int | None]:
     raise ValueError(f"unknown budget window {window!r}")
 
 
+@lru_cache(maxsize=256)  # the hot path formats the same few window ends over and over
 def iso(ts: float | None) -> str | None:
     """A unix time as ISO 8601 UTC with a Z, for messages and webhooks."""
     if ts is None:

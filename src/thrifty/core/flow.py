@@ -7,7 +7,8 @@ from thrifty.cache.semantic_stage import SemanticCaching
 from thrifty.cache.stage import ExactCaching
 from thrifty.contract import Call, Next, Stage, compose
 from thrifty.core.gateway import Gateway
-from thrifty.core.upstream import ModelRoute, ProviderCall, downgrade_to_cheapest_tier
+from thrifty.providers.call import ProviderCall
+from thrifty.routing.stage import ModelRoute, downgrade_to_cheapest_tier
 from thrifty.shaping.stage import PromptCacheStats
 
 

@@ -9,7 +9,7 @@ from thrifty.budgets import Enforcer
 from thrifty.budgets.definitions import BudgetSync, open_budget_definitions
 from thrifty.cache import CacheBackend, ExactCache, MemoryLRU, RedisStore, SQLiteStore
 from thrifty.config import Config, ExactCacheConfig
-from thrifty.core.deployments import Deployments, Route
+from thrifty.providers.deployments import Deployments, Route
 from thrifty.core.keys import KeyStore, open_key_store
 from thrifty.core.policy import Policies
 from thrifty.core.recorder import Recorder

@@ -1,6 +1,6 @@
 """Escalation: check a lower tier's answer and re-run the request one tier up when it fails.
 
-`ModelRoute` (core/upstream.py) hands a call whose routing `Decision` has checks to `Escalation.run`,
+`ModelRoute` (routing/stage.py) hands a call whose routing `Decision` has checks to `Escalation.run`,
 which runs the rest of the flow (`call_next`: prompt caching, budgets, the provider), runs the
 decision's checks on the answer (`routing.checks.first_failure`) and, on the first failure, asks
 the router for the decision one tier up (`Router.escalate`), moves the call there (the same code
@@ -54,7 +54,7 @@ from thrifty.routing.checks import CheckSettings, first_failure, request_confide
 from thrifty.shaping.prepare import Preparer
 
 if TYPE_CHECKING:
-    from thrifty.core.deployments import Deployments
+    from thrifty.providers.deployments import Deployments
     from thrifty.routing.features import RequestFeatures
     from thrifty.routing.router import Decision, Router
 
