@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import start_stack
+from tests.ledger_util import wait_row
 from thrifty.ledger import SQLiteLedger
 
 LIMIT = Decimal("0.002")
@@ -77,6 +78,13 @@ def test_downgrade_budget_moves_calls_to_the_cheapest_tier(downgrade_stack):
             raw = c.chat.completions.with_raw_response.create(
                 model="gpt-4o", max_tokens=60, extra_headers={"x-thrifty-feature": "agents"},
                 messages=[{"role": "user", "content": f"Plan step {i} of the research task"}])
-            tiers.append((raw.headers["x-thrifty-tier"], raw.headers["x-thrifty-model"]))
-    assert tiers[0] == ("standard", "gpt-4o")
+            tiers.append((raw.headers["x-thrifty-tier"], raw.headers["x-thrifty-model"],
+                          raw.headers["x-thrifty-request-id"]))
+    assert tiers[0][:2] == ("standard", "gpt-4o")
     assert tiers[-1][0] == "fast" and tiers[-1][1] != "gpt-4o"  # downgraded once the budget is full
+    # The downgrade is a lever like the others: priced against gpt-4o on the call's own usage.
+    row = wait_row(s.ledger_path, tiers[-1][2])
+    (moved,) = [lv for lv in row.levers if lv.lever == "budget_downgrade"]
+    assert moved.estimated and moved.saved_usd > 0
+    assert row.baseline_model == "gpt-4o"
+    assert row.baseline_cost_usd - row.cost_usd == sum(lv.saved_usd for lv in row.levers if lv.saved_usd is not None)

@@ -34,6 +34,7 @@ def long_system(topic: str, sentences: int = 260) -> str:
 def sav(tmp_path_factory):
     def edit(cfg):
         cfg["admin"] = {"key": ADMIN}
+        cfg["routes"] = [{"name": "capped", "match": {"feature": "capped"}, "output_cap": 40}]
         cfg["routing"] = {
             "tiers": {"fast": ["gpt-4o-mini"], "standard": ["gpt-4o"], "heavy": ["claude-opus-4-1"]},
             "default_tier": "standard",
@@ -167,6 +168,19 @@ def test_an_escalated_call_shows_the_discarded_attempt_as_a_negative_saving(sav)
     assert levers(final).get("routing") is None or levers(final)["routing"].saved_usd == 0
     for row in (final, discarded):
         assert_adds_up(row)
+
+
+def test_an_output_cap_is_counted_and_never_priced(sav):
+    with oai(sav) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", max_tokens=500, extra_headers={"x-thrifty-feature": "capped"},
+            messages=[{"role": "user", "content": "Write a long story about a lighthouse."}])
+    row = wait_row(sav.ledger_path, raw.headers["x-thrifty-request-id"])
+    assert row.completion_tokens <= 40
+    shaping = levers(row)["shaping"]
+    assert shaping.saved_usd is None and shaping.note == "output cap 40 (asked 500)"
+    assert row.baseline_cost_usd == row.cost_usd  # what the cap avoided is not claimed
+    assert_adds_up(row)
 
 
 def test_a_stream_says_pending_and_its_row_holds_the_saving(sav):

@@ -56,7 +56,7 @@ def waterfall(g: dict[str, Any]) -> list[str]:
         note = []
         if part["estimated_usd"]:
             note.append(f"${part['estimated_usd']:.6f} estimated")
-        note.append(f"{part['calls']} calls")
+        note.append(f"acted on {part['calls']} calls")
         sign = "-" if total >= 0 else "+"  # a lever that added cost (escalation) adds to the bill
         lines.append(f"  {sign} {label:<32} ${abs(total):>12.6f}  ({', '.join(note)})")
     share = f"  ({(baseline - actual) / baseline:.1%} saved)" if baseline > 0 else ""
