@@ -197,6 +197,12 @@ class Enforcer:
         """Whether a hard limit applies, so the call's worst case must really bound it."""
         return self.plan(scopes).hard
 
+    def needs_estimate(self, scopes: CallScopes) -> bool:
+        """Whether the call's worst case counts at all: a budget holds it (USD and tokens) or a
+        tpm limit takes its tokens. A call under rpm limits only takes one request from each."""
+        plan = self.plan(scopes)
+        return bool(plan.holds) or any(tpm for *_, tpm in plan.buckets)
+
     # --- reserve / settle / release ---------------------------------------------------------
 
     async def reserve(self, scopes: CallScopes, worst_usd: Decimal | None, worst_tokens: int,

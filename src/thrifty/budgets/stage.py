@@ -17,6 +17,7 @@ What happens to the reservation:
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from thrifty.budgets.enforcer import Enforcer, Reservation
@@ -27,6 +28,8 @@ from thrifty.contract.usage import Usage
 from thrifty.pricing import PriceBook
 
 log = logging.getLogger("thrifty.budgets")
+
+ZERO = Decimal(0)
 
 # Re-routes a call to a cheaper tier (changing call.route and call.upstream_body); False if none.
 Downgrade = Callable[[Call, Reservation], Awaitable[bool]]
@@ -54,14 +57,17 @@ class Budgets(Stage):
         route, body = call.route, call.upstream_body
         assert route is not None and body is not None, "Budgets runs after routing"
         wire = route.provider.wire
-        est = self.estimator.estimate(body, wire, route.model, route.price_provider)
-        if not est.capped and self.cap_output and enforcer.needs_bound(scopes):
-            # Without a cap the output is unbounded; the one the reservation assumed is sent.
-            cap = call.reserved_output_cap = self.estimator.default_cap(route.model)
-            call.upstream_body = wire.with_output_cap(body, cap)
-        if est.usd is None:
-            self._warn_unpriced(route.model)
-        r = await enforcer.reserve(scopes, est.usd, est.tokens)
+        if enforcer.needs_estimate(scopes):
+            est = self.estimator.estimate(body, wire, route.model, route.price_provider)
+            if not est.capped and self.cap_output and enforcer.needs_bound(scopes):
+                # Without a cap the output is unbounded; the one the reservation assumed is sent.
+                cap = call.reserved_output_cap = self.estimator.default_cap(route.model)
+                call.upstream_body = wire.with_output_cap(body, cap)
+            if est.usd is None:
+                self._warn_unpriced(route.model)
+            r = await enforcer.reserve(scopes, est.usd, est.tokens)
+        else:
+            r = await enforcer.reserve(scopes, ZERO, 0)  # rpm limits only: one request, no worst case
         if r.downgrade and not (self.downgrade is not None and await self._downgrade(call, r)):
             await enforcer.release(r)
             i = next(i for i, a in enumerate(r.applied) if a.budget.name in r.downgraded_by)
