@@ -82,9 +82,8 @@ def served_from_cache(call: Call, entry: Entry, kind: str) -> Answer:
     baselines were kept offers its cost instead, marked as an estimate.
     """
     semantic = kind == "semantic"
-    baseline = entry.baseline_usd if entry.baseline_usd is not None else entry.cost_usd
-    call.effects.append(AnsweredFromCache(f"{kind}_cache", baseline if baseline is not None else Decimal(0),
-                                          estimated=semantic or entry.baseline_usd is None))
+    baseline = entry.baseline_usd if entry.baseline_usd is not None else entry.cost_usd  # None: unpriced
+    call.effects.append(AnsweredFromCache(f"{kind}_cache", baseline, estimated=semantic or entry.baseline_usd is None))
     body = call.wire.with_fresh_ids(entry.response)
     answer = Answer(cost=Decimal(0), cache=kind, complete=True, served_model=entry.served_model, tier=entry.tier)
     if not call.stream:

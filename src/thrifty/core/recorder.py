@@ -54,7 +54,6 @@ class Recorder:
         row = self._row(ex)
         if call is not None:
             route = call.route
-            row.user = call.user if call.user is not None else row.user
             row.retries = call.retries
             row.tier = call.tier if call.tier is not None else (route.tier if route is not None else None)
             if route is not None:
@@ -101,7 +100,6 @@ class Recorder:
         row.request_body = row.response_body = None
         route = attempt.deployment
         row.provider, row.served_model, row.tier = route.provider.name, route.model, attempt.tier
-        row.user = call.user if call.user is not None else row.user
         row.retries = attempt.retries
         u = attempt.usage
         row.prompt_tokens, row.cached_tokens = u.input_tokens, u.cache_read_tokens
