@@ -79,7 +79,7 @@ async def _time_calls(variant: str, calls: int) -> float:
         done = await flow(call)
         ex = Exchange(request_id=call.request_id, started_at=time.time(), tenant="bench", surface="openai",
                       status=200)
-        gw.recorder.record(ex, call, done, gw.recorder.accounting(call, done))
+        gw.recorder.record(ex, call, done)
 
     for i in range(300):  # warm caches, plans and the tokenizer
         await one(i)

@@ -21,7 +21,6 @@ from thrifty.contract import Answer, Call, Next
 from thrifty.core.gateway import Gateway
 from thrifty.core.recorder import Exchange, saved_usd
 from thrifty.errors import GatewayError, InvalidRequest, UpstreamError
-from thrifty.pricing import Accounting
 from thrifty.wire import Wire
 
 log = logging.getLogger("thrifty.api")
@@ -65,20 +64,19 @@ async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive
     finally:
         ex.finished_at = time.time()
         ex.latency_ms = (time.perf_counter() - clock0) * 1000.0
-        gw.recorder.record(ex, http.call, http.answered, http.accounting)
+        gw.recorder.record(ex, http.call, http.answered)
 
 
 class _Http:
     """The HTTP side of one call: reading the request and sending the answer."""
 
-    __slots__ = ("gw", "wire", "send", "ex", "clock0", "streaming", "call", "answered", "accounting")
+    __slots__ = ("gw", "wire", "send", "ex", "clock0", "streaming", "call", "answered")
 
     def __init__(self, gw: Gateway, wire: Wire, send: Send, ex: Exchange, clock0: float) -> None:
         self.gw, self.wire, self.send, self.ex, self.clock0 = gw, wire, send, ex, clock0
         self.streaming = False  # True once the 200 and the first bytes of a stream are sent
         self.call: Call | None = None
         self.answered: Answer | None = None
-        self.accounting: Accounting | None = None
 
     async def read_call(self, receive: Receive, headers: dict[str, str], tenant: str) -> Call:
         gw, ex = self.gw, self.ex
@@ -118,10 +116,10 @@ class _Http:
             payload = jsonutil.dumps(answer.body)
             if self.gw.config.ledger.store_bodies:
                 self.ex.response_body = payload.decode("utf-8", "replace")
-            self.accounting = self.gw.recorder.accounting(call, answer)
             self.ex.status = 200
+            accounting = self.gw.accountant.of_call(call, answer)  # the recorder reads the same one
             await send_response(self.send, 200, payload, self._headers(
-                format_usd(answer.cost), format_usd(saved_usd(self.accounting, answer.cost))))
+                format_usd(answer.cost), format_usd(saved_usd(accounting, answer.cost))))
             return
         assert answer.events is not None
         encode, send = self.wire.encode_event, self.send

@@ -45,11 +45,7 @@ class Recorder:
         self.ledger = ledger
         self.accountant = accountant
 
-    def accounting(self, call: Call, answer: Answer) -> Accounting:
-        return self.accountant.of_call(call, answer)
-
-    def record(self, ex: Exchange, call: Call | None, answer: Answer | None,
-               accounting: Accounting | None = None) -> None:
+    def record(self, ex: Exchange, call: Call | None, answer: Answer | None) -> None:
         """Write the call's row (and its discarded attempts'). Never raises for a missing price."""
         row = self._row(ex)
         if call is not None:
@@ -68,7 +64,7 @@ class Recorder:
             _usage_into(row, answer)
             row.cost_usd = answer.cost
             if call is not None:
-                self._account(row, accounting or self.accounting(call, answer))
+                self._account(row, self.accountant.of_call(call, answer))  # worked out once per answer
         elif answer is not None:
             row.cache = answer.cache
         self.ledger.record(row)

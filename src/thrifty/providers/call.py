@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Mapping
 
-from thrifty.contract import Answer, Call, ModelMoved
+from thrifty.contract import Answer, Call
 from thrifty.errors import GatewayError, GiveUp
 from thrifty.pricing import PriceBook
 from thrifty.providers.deployments import Deployments, Route
@@ -207,9 +207,5 @@ class _Fallback:
 
     def switch(self, call: Call, name: str) -> None:
         route = self.deployments.routes[name]
-        before = call.route
-        if route is before:
-            return
-        self.preparer.prepare(call, route, client_body=call.attempt_body)
-        if (route.model, route.price_provider) != (before.model, before.price_provider):
-            call.attempt_effects.append(ModelMoved("fallback", before.model, before.price_provider))
+        if route is not call.route:
+            self.preparer.move(call, route, "fallback")

@@ -98,11 +98,9 @@ def downgrade_to_cheapest_tier(deployments: Deployments, router: Router | None, 
             return False
         features = features_from_body(call.body, call.wire, headers=call.headers, tenant=call.tenant)
         decision = router.decide(features, router.config.model_prefix + router.order[0])
-        before, route = call.route, deployments.route(decision.deployment)
-        preparer.prepare(call, route, client_body=call.attempt_body)
+        route = deployments.route(decision.deployment)
+        preparer.move(call, route, "budget_downgrade")
         call.tier = decision.tier or route.tier
-        if before is not None and (route.model, route.price_provider) != (before.model, before.price_provider):
-            call.attempt_effects.append(ModelMoved("budget_downgrade", before.model, before.price_provider))
         return True
 
     return downgrade

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thrifty.contract import BreakpointsAdded, Call, Counted, Effect
+from thrifty.contract import BreakpointsAdded, Call, Counted, Effect, ModelMoved
 from thrifty.shaping.prompt_cache import PromptCachePlanner
 from thrifty.shaping.request import has_ranks, limit_output, trim_chunks
 from thrifty.wire import upstream_request
@@ -57,3 +57,12 @@ class Preparer:
         call.route, call.upstream_body, call.body_effects = route, body, effects
         call.prefix_id = prefix_id
         return prefix_id
+
+    def move(self, call: Call, route: Any, lever: str) -> None:
+        """Move a call, within its attempt, to another deployment (a fallback, a budget's
+        downgrade): the body is prepared again for it, and a move to another model or price is
+        `lever`'s effect, so its cost difference shows in the savings."""
+        before = call.route
+        self.prepare(call, route, client_body=call.attempt_body)
+        if before is not None and (route.model, route.price_provider) != (before.model, before.price_provider):
+            call.attempt_effects.append(ModelMoved(lever, before.model, before.price_provider))
