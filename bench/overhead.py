@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "duration_s": args.duration, "warmup_s": args.warmup, "body": BODY,
                                 "cpus": ncpu, "servers": servers}, "runs": []}
     completed = {s: 0 for s in servers}
-    with processes.start_emulator(latency_scale=0.0, cpu=load_cpu, log_path=str(work / "emu.log")) as emu, \
+    # The direct runs call the emulator with the gateway's key: the emulator accepts it too.
+    with processes.start_emulator(latency_scale=0.0, cpu=load_cpu, log_path=str(work / "emu.log"),
+                                  extra=["--key", localstack.DEMO_KEY]) as emu, \
             contextlib.ExitStack() as stack:
         gateways: dict[str, processes.Server] = {}
         for server in servers:

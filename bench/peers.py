@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; litellm {litellm_version}" if litellm_version else ""), flush=True)
     emu_port = stack.free_port()
     emulator = stack.Proc("emulator", [sys.executable, "-m", "thrifty", "emulate", "--host", "127.0.0.1",
-                                       "--port", str(emu_port), "--latency-scale", "0"],
+                                       "--port", str(emu_port), "--latency-scale", "0",
+                                       "--key", key],  # the direct runs use the bench key
                           port=emu_port, health="/health", log_path=work / "emulator.log", cpu=load_cpu,
                           env=thrifty_env(args), cwd=str(work))
     try:

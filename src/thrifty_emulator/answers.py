@@ -51,6 +51,12 @@ def reasoning_tokens(rng: random.Random, effort: str | None) -> int:
     return rng.randint(low, high) * _REASONING_UNIT
 
 
+def thinking_tokens(rng: random.Random, budget: int) -> int:
+    """Anthropic extended thinking: the budget is a ceiling the model rarely reaches on ordinary
+    prompts ("Claude may not use the entire budget allocated"); 128-1024 tokens, never above it."""
+    return min(budget, rng.randint(2, 16) * _REASONING_UNIT)
+
+
 @dataclass(frozen=True, slots=True)
 class Cut:
     text: str

@@ -15,6 +15,8 @@ from thrifty_emulator.prompt import PromptBuilder, Tokenizer
 from thrifty_emulator.prompt_cache import BreakpointCache, Clock
 from thrifty_emulator.recorded import last_user_text
 from thrifty_emulator.usage import TokenCounts, anthropic_stream_usage, anthropic_usage
+from thrifty_emulator.validation import (ANTHROPIC_PARAMS, COUNT_TOKENS_PARAMS, anthropic_known,
+                                         anthropic_model_rules, thinking_budget)
 from thrifty_emulator.wire import Wire, WireError, canonical, pieces, sse
 
 MAX_BREAKPOINTS = 4
@@ -22,11 +24,25 @@ IMAGE_TOKENS = 1_500  # a ~1 megapixel image: width * height / 750
 DOCUMENT_TOKENS = 1_500
 STOP_REASON = {"end": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence", "tool_use": "tool_use"}
 _TYPE_BY_KIND = {"invalid_request": "invalid_request_error", "authentication": "authentication_error",
-                 "not_found": "not_found_error", "rate_limit": "rate_limit_error", "api_error": "api_error",
-                 "unavailable": "api_error", "overloaded": "overloaded_error"}
+                 "not_found": "not_found_error", "rate_limit": "rate_limit_error",
+                 "rate_limit_tokens": "rate_limit_error", "api_error": "api_error",
+                 "unavailable": "api_error", "overloaded": "overloaded_error", "bad_gateway": "api_error"}
 _FAULT_MESSAGES = {429: "Number of request tokens has exceeded your per-minute rate limit "
                         "(https://docs.claude.com/en/api/rate-limits); see the response headers for current usage.",
-                   500: "Internal server error", 503: "Service unavailable", 529: "Overloaded"}
+                   500: "Internal server error", 502: "Bad gateway", 503: "Service unavailable", 529: "Overloaded"}
+
+
+def _has_image(blocks: Any) -> bool:
+    return isinstance(blocks, list) and any(
+        isinstance(b, dict) and (b.get("type") == "image" or _has_image(b.get("content"))) for b in blocks)
+
+
+def message_cache_scope(body: dict[str, Any], tool_choice: str, forced: str | None) -> str:
+    """What the message-level cache depends on besides the prompt itself (prompt caching docs, "What
+    invalidates the cache"): `tool_choice`, the thinking parameters, and whether any image is present.
+    Tools and system are not affected by these; a change of tools already changes every later hash."""
+    images = any(isinstance(m, dict) and _has_image(m.get("content")) for m in body.get("messages") or ())
+    return canonical({"tool_choice": [tool_choice, forced], "thinking": body.get("thinking"), "images": images})
 
 
 class AnthropicWire(Wire):
@@ -40,17 +56,23 @@ class AnthropicWire(Wire):
 
     # --- requests -------------------------------------------------------------------------
 
-    def authenticate(self, headers: Mapping[str, str]) -> WireError | None:
-        if headers.get("x-api-key", "").strip():
-            return None
+    def credential(self, headers: Mapping[str, str]) -> str | None:
+        key = headers.get("x-api-key", "").strip()
+        if key:
+            return key
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return None
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+    def missing_key(self) -> WireError:
         return WireError(401, "authentication", "x-api-key header is required")
+
+    def bad_key(self, key: str) -> WireError:
+        return WireError(401, "authentication", "invalid x-api-key")
 
     def parse(self, body: Any, *, need_max_tokens: bool = True) -> ChatRequest:
         if not isinstance(body, dict):
             raise self.invalid("Request body must be a JSON object")
+        anthropic_known(body, ANTHROPIC_PARAMS if need_max_tokens else COUNT_TOKENS_PARAMS)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise self.invalid("model: Field required")
@@ -81,6 +103,7 @@ class AnthropicWire(Wire):
             builder.text("# tool\n" + canonical({k: v for k, v in tool.items() if k != "cache_control"}))
             builder.end_block(self._ttl(tool, ttls))
         self._system(builder, body.get("system"), ttls)
+        builder.salt(message_cache_scope(body, tool_choice, forced))
         for i, message in enumerate(messages):
             self._message(builder, message, i, ttls)
         if body.get("cache_control") is not None:
@@ -91,10 +114,36 @@ class AnthropicWire(Wire):
         last = messages[-1]
         after_tool = isinstance(last, dict) and last.get("role") == "user" and isinstance(last.get("content"), list) \
             and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"])
+        for name, high in (("top_p", 1), ("top_k", None)):
+            v = body.get(name)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0
+                                  or (high is not None and v > high) or (high is None and not isinstance(v, int))):
+                raise self.invalid(f"{name}: Input should be a valid {'integer' if high is None else 'number'}"
+                                   + (f" between 0 and {high}" if high is not None else " >= 0"))
         return ChatRequest(model=model, prompt=builder.build(), stream=bool(body.get("stream")),
                            max_tokens=max_tokens, stops=[s for s in stops if s], tools=tools,
                            tool_choice=tool_choice, forced_tool=forced, after_tool_result=after_tool,
-                           json_schema=self._output_schema(body), user_text=last_user_text(messages))
+                           json_schema=self._output_schema(body), user_text=last_user_text(messages),
+                           thinking_budget=thinking_budget(body), body=body)
+
+    def check(self, req: ChatRequest, spec: ModelSpec, headers: Mapping[str, str]) -> None:
+        anthropic_model_rules(req, spec, headers)
+
+    def rate_need(self, req: ChatRequest, spec: ModelSpec, input_tokens: int) -> dict[str, int]:
+        # Cache reads do not count towards ITPM; OTPM is estimated from max_tokens (Rate limits docs).
+        return {"requests": 1, "input_tokens": input_tokens, "output_tokens": req.max_tokens or 0}
+
+    def rate_limited(self, model: str, dimension: str, limit: int, used: int, requested: int,
+                     retry_after_s: int | None) -> WireError:
+        what = {"requests": "requests", "input_tokens": "input tokens", "output_tokens": "output tokens"}[dimension]
+        message = (f"This request would exceed your organization's rate limit of {limit:,} {what} per minute "
+                   f"(org: emulator, model: {model}). For details, refer to: "
+                   "https://docs.claude.com/en/api/rate-limits. "
+                   "You can see the response headers for current usage. Please reduce the prompt length or the "
+                   "maximum tokens requested, or try again later.")
+        headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else None
+        return WireError(429, "rate_limit" if dimension == "requests" else "rate_limit_tokens", message,
+                         headers=headers)
 
     def _ttl(self, holder: Any, ttls: list[str]) -> str | None:
         cc = holder.get("cache_control") if isinstance(holder, dict) else None
@@ -228,9 +277,12 @@ class AnthropicWire(Wire):
     @staticmethod
     def _content(c: Completion) -> list[dict[str, Any]]:
         choice = c.choices[0]
+        thinking = ([{"type": "thinking", "thinking": choice.thinking, "signature": choice.signature}]
+                    if choice.thinking is not None else [])
         if choice.tool_calls:
-            return [{"type": "tool_use", "id": t.id, "name": t.name, "input": t.arguments} for t in choice.tool_calls]
-        return [{"type": "text", "text": choice.text or ""}]
+            return thinking + [{"type": "tool_use", "id": t.id, "name": t.name, "input": t.arguments}
+                               for t in choice.tool_calls]
+        return thinking + [{"type": "text", "text": choice.text or ""}]
 
     def render(self, c: Completion) -> dict[str, Any]:
         choice = c.choices[0]
@@ -238,27 +290,38 @@ class AnthropicWire(Wire):
                 "content": self._content(c), "stop_reason": STOP_REASON[choice.finish],
                 "stop_sequence": choice.stop_sequence, "usage": anthropic_usage(c.usage)}
 
+    def _deltas(self, block: dict[str, Any], per_piece: int) -> tuple[dict[str, Any], list[tuple[dict[str, Any], int]]]:
+        """A text or thinking block as content_block_start opens it, and its deltas (with their output tokens)."""
+        if block["type"] == "thinking":
+            deltas = [({"type": "thinking_delta", "thinking": t}, n)
+                      for t, n in pieces(block["thinking"], self.tok, per_piece)]
+            return ({"type": "thinking", "thinking": "", "signature": ""},
+                    deltas + [({"type": "signature_delta", "signature": block["signature"]}, 0)])
+        return ({"type": "text", "text": ""},
+                [({"type": "text_delta", "text": t}, n) for t, n in pieces(block["text"], self.tok, per_piece)])
+
     def stream(self, c: Completion, per_piece: int) -> list[tuple[bytes, int]]:
         choice = c.choices[0]
         start_usage, delta_usage = anthropic_stream_usage(c.usage)
         start = {"id": c.id, "type": "message", "role": "assistant", "model": c.spec.response_model,
                  "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}
         events = [(sse({"type": "message_start", "message": start}, "message_start"), 0)]
+        calls = iter(choice.tool_calls)
         for index, block in enumerate(self._content(c)):
-            if block["type"] == "tool_use":
+            if block["type"] == "tool_use":  # the arguments exactly as generated (and counted)
+                call = next(calls)
                 opened = {**block, "input": {}}
-                deltas = [("input_json_delta", "partial_json", text, n) for text, n in
-                          pieces(choice.tool_calls[index].arguments_json, self.tok, per_piece)]
+                deltas = [({"type": "input_json_delta", "partial_json": t}, n)
+                          for t, n in pieces(call.arguments_json, self.tok, per_piece)]
             else:
-                opened = {"type": "text", "text": ""}
-                deltas = [("text_delta", "text", text, n) for text, n in pieces(block["text"], self.tok, per_piece)]
+                opened, deltas = self._deltas(block, per_piece)
             events.append((sse({"type": "content_block_start", "index": index, "content_block": opened},
                                "content_block_start"), 0))
             if index == 0:
                 events.append((sse({"type": "ping"}, "ping"), 0))
-            for kind, field, text, n in deltas:
-                events.append((sse({"type": "content_block_delta", "index": index,
-                                    "delta": {"type": kind, field: text}}, "content_block_delta"), n))
+            for delta, n in deltas:
+                events.append((sse({"type": "content_block_delta", "index": index, "delta": delta},
+                                   "content_block_delta"), n))
             events.append((sse({"type": "content_block_stop", "index": index}, "content_block_stop"), 0))
         events.append((sse({"type": "message_delta",
                             "delta": {"stop_reason": STOP_REASON[choice.finish], "stop_sequence": choice.stop_sequence},
@@ -274,7 +337,7 @@ class AnthropicWire(Wire):
                 "request_id": request_id}
 
     def fault_error(self, status: int, model: str, retry_after_s: int) -> WireError:
-        kind = {429: "rate_limit", 503: "unavailable", 529: "overloaded"}.get(status, "api_error")
+        kind = {429: "rate_limit", 502: "bad_gateway", 503: "unavailable", 529: "overloaded"}.get(status, "api_error")
         headers = {"retry-after": str(retry_after_s)} if status == 429 else None
         return WireError(status, kind, _FAULT_MESSAGES.get(status, _FAULT_MESSAGES[500]), headers=headers)
 

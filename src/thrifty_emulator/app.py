@@ -7,7 +7,9 @@ maybe fault, apply the prompt cache, generate, wait as the model would, answer, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import random
 import time
 from functools import partial
@@ -19,13 +21,16 @@ from thrifty_emulator.asgi import (SSE, DisconnectWatch, Receive, Scope, Send, h
                                    send_body)
 from thrifty_emulator.billing import Billing
 from thrifty_emulator.errors import BodyTooLarge
-from thrifty_emulator.faults import BadFaultHeader, Fault, fault_from_headers, roll_fault
+from thrifty_emulator.faults import BadFaultHeader, Fault, fault_from_headers, retry_after, roll_fault
 from thrifty_emulator.generate import ChatRequest, Completion, IdMaker, Model
+from thrifty_emulator.keys import KeySpec
 from thrifty_emulator.models import EmulatorConfig, ModelSpec
 from thrifty_emulator.openai_wire import OpenAIWire
-from thrifty_emulator.prompt import Tokenizer
-from thrifty_emulator.prompt_cache import Clock
+from thrifty_emulator.prompt import ClaudeTokenizer, Tokenizer
+from thrifty_emulator.prompt_cache import CacheWrites, Clock, deferred_writes
+from thrifty_emulator.ratelimit import RateLimiter
 from thrifty_emulator.tokens import ensure_tiktoken_cache
+from thrifty_emulator.usage import TokenCounts
 from thrifty_emulator.wire import Wire, WireError
 
 Handler = Callable[[Receive, Send, dict[str, str]], Awaitable[None]]
@@ -37,13 +42,15 @@ class EmulatorApp:
     def __init__(self, config: EmulatorConfig, *, clock: Clock = time.monotonic) -> None:
         ensure_tiktoken_cache()
         self.config = config
-        tokenizer = Tokenizer()
+        tokenizer = Tokenizer()  # o200k for OpenAI models; Claude's count is approximated (prompt.py)
         self._ids = IdMaker()
-        self._model = Model(config, tokenizer, self._ids)
+        self._model = Model(config, self._ids)
+        self.limiter = RateLimiter(clock)
         self._fault_dice: dict[str, random.Random] = {}
         self.billing = Billing()
         self.openai = OpenAIWire(tokenizer, clock, config.openai_cache_ttl_s)
-        self.anthropic = AnthropicWire(tokenizer, clock)
+        self.openai.cache.prefix_rpm = config.openai_cache_prefix_rpm
+        self.anthropic = AnthropicWire(ClaudeTokenizer(), clock)
         self._routes: dict[tuple[str, str], tuple[Wire, Handler]] = {
             ("POST", "/v1/chat/completions"): (self.openai, partial(self._chat, self.openai)),
             ("POST", "/v1/messages"): (self.anthropic, partial(self._chat, self.anthropic)),
@@ -128,90 +135,120 @@ class EmulatorApp:
     # --- chat -----------------------------------------------------------------------------
 
     async def _chat(self, wire: Wire, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        denied = wire.authenticate(headers)
-        if denied is not None:
-            raise denied
+        key = wire.authenticate(headers, self.config.keys)
         req = wire.parse(await self._json_body(wire, receive))
         spec = self._spec(wire, req.model)
+        wire.check(req, spec, headers)
         fault = self._fault(headers, spec, wire)
         if fault is not None and fault.status is not None:
             self.billing.fault(spec.name)
-            raise wire.fault_error(fault.status, req.model, self.config.retry_after_s)
-        completion = self._complete(wire, req, spec)
+            wait = retry_after(self._dice(f"{spec.name}:retry-after"), self.config.retry_after_s)
+            raise wire.fault_error(fault.status, req.model, wait)
+        with deferred_writes() as writes:  # cache entries become readable once the answer begins
+            completion = self._complete(wire, req, spec)
+            self._rate_limit(wire, key, spec, completion)
         watch = DisconnectWatch(receive)
         try:
-            if fault is not None and fault.kind == "timeout" and await watch.sleep(fault.delay_s):
-                self.billing.fault(spec.name)
-                return
+            if fault is not None and fault.kind == "timeout":
+                writes.commit()  # the answer is generated; only its delivery is held
+                if await watch.sleep(fault.delay_s):
+                    self.billing.charge(spec.name, completion.usage, "timeout")
+                    return
             dropping = fault is not None and fault.kind == "drop"
             send_answer = self._stream if req.stream else self._whole
-            outcome = await send_answer(wire, completion, send, watch, dropping)
+            outcome, generated = await send_answer(wire, completion, send, watch, dropping, writes)
         finally:
             watch.close()
-        if outcome == "dropped":
-            self.billing.dropped(spec.name)
-        elif outcome == "cancelled":
-            self.billing.cancelled(spec.name)
-        elif fault is not None:  # a timeout fault that was waited out: answered, but not billed
-            self.billing.fault(spec.name)
-        else:
-            self.billing.charge(spec.name, completion.usage)
+        if outcome == "ok" and fault is not None:  # a timeout fault that was waited out
+            outcome = "timeout"
+        self.billing.charge(spec.name, _generated(completion.usage, generated), outcome)
 
     def _complete(self, wire: Wire, req: ChatRequest, spec: ModelSpec) -> Completion:
         usage = wire.input_usage(req, spec)
-        choices = self._model.choices(req, spec, wire.tool_id)
+        choices = self._model.choices(req, spec, wire.tool_id, wire.tok)
         usage.output_tokens = sum(c.output_tokens for c in choices)
         usage.reasoning_tokens = sum(c.reasoning_tokens for c in choices)
         return Completion(self._ids.make(*_MESSAGE_IDS[wire.name]), int(time.time()), spec, req, usage, choices)
 
-    def _answer_headers(self, wire: Wire) -> dict[str, str]:
-        return {wire.request_id_header: self._ids.make("req_", 24)}
+    def _rate_limit(self, wire: Wire, key: KeySpec, spec: ModelSpec, c: Completion) -> None:
+        """Draw the request from its key's buckets (ratelimit.py), or answer 429 with the limit headers."""
+        usage = c.usage
+        need = wire.rate_need(c.request, spec, usage.input_tokens + usage.cache_write_tokens)
+        refused = self.limiter.acquire(wire.name, key.key, spec.name, key.limits, need)
+        if refused is not None:
+            err = wire.rate_limited(c.request.model, refused.dimension, refused.limit, refused.used,
+                                    refused.requested, refused.retry_after_s)
+            err.headers.update(self.limiter.headers(wire.name, key.key, spec.name, key.limits))
+            raise err
+        # Output buckets are charged what was generated, not the estimate (ratelimit.py).
+        out_dim = "tokens" if wire.name == "openai" else "output_tokens"
+        actual = usage.output_tokens + (c.request.prompt.tokens if wire.name == "openai" else 0)
+        self.limiter.settle(wire.name, key.key, spec.name, key.limits, out_dim, need[out_dim], actual)
+        c.headers.update(self.limiter.headers(wire.name, key.key, spec.name, key.limits))
 
-    async def _whole(self, wire: Wire, c: Completion, send: Send, watch: DisconnectWatch, dropping: bool) -> str:
+    def _answer_headers(self, wire: Wire, c: Completion) -> dict[str, str]:
+        return {wire.request_id_header: self._ids.make("req_", 24), **c.headers}
+
+    # Both answer paths return (outcome, output tokens generated): "ok" | "dropped" | "cancelled".
+
+    async def _whole(self, wire: Wire, c: Completion, send: Send, watch: DisconnectWatch, dropping: bool,
+                     writes: CacheWrites) -> tuple[str, int]:
+        total = c.usage.output_tokens
         scale = self.config.latency_scale
         if scale > 0:
+            if await watch.sleep(c.spec.ttft_ms / 1000 * scale):
+                return "cancelled", 0
+            writes.commit()  # the first token exists: the prompt's cache entries are readable
             longest = max(ch.output_tokens for ch in c.choices)  # n choices are generated side by side
-            seconds = (c.spec.ttft_ms / 1000 + longest / c.spec.tokens_per_s) * scale
+            seconds = longest / c.spec.tokens_per_s * scale
+            started = time.monotonic()
             if await watch.sleep(seconds):
-                return "cancelled"
+                return "cancelled", _share(total, time.monotonic() - started, seconds)
+        writes.commit()
         body = jsonutil.dumps(wire.render(c))
-        await send_body(send, 200, body, self._answer_headers(wire), complete=not dropping)
-        return "dropped" if dropping else "ok"
+        await send_body(send, 200, body, self._answer_headers(wire, c), complete=not dropping)
+        return ("dropped" if dropping else "ok"), total
 
-    async def _stream(self, wire: Wire, c: Completion, send: Send, watch: DisconnectWatch, dropping: bool) -> str:
+    async def _stream(self, wire: Wire, c: Completion, send: Send, watch: DisconnectWatch, dropping: bool,
+                      writes: CacheWrites) -> tuple[str, int]:
         events = wire.stream(c, self.config.stream_chunk_tokens)
         if dropping:
             events = events[:max(1, len(events) // 2)]
+        reasoning = c.usage.reasoning_tokens
         scale = self.config.latency_scale
         if scale > 0:
             # Hidden reasoning happens before the first visible token.
-            thinking = max(ch.reasoning_tokens for ch in c.choices) / c.spec.tokens_per_s
-            if await watch.sleep((c.spec.ttft_ms / 1000 + thinking) * scale):
-                return "cancelled"
-        headers = raw_headers(SSE, {**self._answer_headers(wire), "cache-control": "no-cache"})
+            ttft = c.spec.ttft_ms / 1000 * scale
+            thinking = max(ch.reasoning_tokens for ch in c.choices) / c.spec.tokens_per_s * scale
+            started = time.monotonic()
+            if await watch.sleep(ttft + thinking):
+                return "cancelled", _share(reasoning, time.monotonic() - started - ttft, thinking)
+        writes.commit()  # the answer begins: the prompt's cache entries are readable
+        generated = reasoning
+        headers = raw_headers(SSE, {**self._answer_headers(wire, c), "cache-control": "no-cache"})
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if scale == 0:
             # Unpaced: one write for the whole stream; the SSE framing the client parses is unchanged.
             await send({"type": "http.response.body", "body": b"".join(e for e, _ in events),
                         "more_body": dropping})
+            generated += sum(n for _, n in events)
         else:
             # Events of n choices interleave; the choices are generated side by side.
             per_token = scale / (c.spec.tokens_per_s * len(c.choices))
             for event, tokens in events:
+                generated += tokens  # being generated while the emulator waits
                 if tokens and await watch.sleep(tokens * per_token):
-                    return "cancelled"
+                    return "cancelled", generated
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             if not dropping:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         # Returning with the body unfinished makes the server close the connection mid-answer.
-        return "dropped" if dropping else "ok"
+        return ("dropped", generated) if dropping else ("ok", c.usage.output_tokens)
 
     # --- the rest -------------------------------------------------------------------------
 
     async def _count_tokens(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        denied = self.anthropic.authenticate(headers)
-        if denied is not None:
-            raise denied
+        self.anthropic.authenticate(headers, self.config.keys)
         req = self.anthropic.parse(await self._json_body(self.anthropic, receive), need_max_tokens=False)
         self._spec(self.anthropic, req.model)
         await send_body(send, 200, jsonutil.dumps({"input_tokens": req.prompt.tokens}))
@@ -222,16 +259,12 @@ class EmulatorApp:
 
     async def _models(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         wire = self._listing_wire(headers)
-        denied = wire.authenticate(headers)
-        if denied is not None:
-            raise denied
+        wire.authenticate(headers, self.config.keys)
         await send_body(send, 200, jsonutil.dumps(wire.models_body(self.config.models.values())))
 
     async def _model_info(self, name: str, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         wire = self._listing_wire(headers)
-        denied = wire.authenticate(headers)
-        if denied is not None:
-            raise denied
+        wire.authenticate(headers, self.config.keys)
         spec = self._spec(wire, name)
         body = wire.models_body([spec])
         await send_body(send, 200, jsonutil.dumps(body["data"][0]))
@@ -247,8 +280,22 @@ class EmulatorApp:
         self.billing.reset()
         self.openai.reset()
         self.anthropic.reset()
+        self.limiter.reset()
         self._fault_dice.clear()
         await send_body(send, 200, jsonutil.dumps({"status": "ok"}))
+
+
+def _share(total: int, elapsed: float, seconds: float) -> int:
+    """Tokens of `total` generated after `elapsed` of the `seconds` their generation takes."""
+    if seconds <= 0 or elapsed <= 0:
+        return 0
+    return min(total, math.ceil(total * elapsed / seconds))
+
+
+def _generated(usage: TokenCounts, output_tokens: int) -> TokenCounts:
+    """`usage` with only the output generated so far; reasoning comes first, so it is counted first."""
+    output = min(output_tokens, usage.output_tokens)
+    return dataclasses.replace(usage, output_tokens=output, reasoning_tokens=min(usage.reasoning_tokens, output))
 
 
 def build_app(config: EmulatorConfig | None = None, *, clock: Clock = time.monotonic) -> EmulatorApp:

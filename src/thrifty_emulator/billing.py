@@ -1,13 +1,17 @@
 """What the emulated providers would invoice, per model: the ground truth a gateway's ledger is checked against.
 
-A request is billed when the provider would bill it: a successful answer, or a streamed answer
-that reached its end. Not billed, but counted:
-  - `faults`: injected 429/5xx answers and `timeout` faults;
-  - `dropped`: answers the emulator cut off on purpose (`drop` fault). The connection dies before
-    the usage is delivered, so the client cannot know what it would owe; billing it would make the
-    emulator's invoice unverifiable against any client-side ledger;
-  - `cancelled`: answers the client walked away from before their end (seen only while the
-    emulator is pacing output, i.e. with latency on).
+A request is billed (`requests`, and its tokens) whenever the model ran, i.e. for what was
+generated, whether or not the client received all of it:
+  - a complete answer: its whole usage;
+  - `dropped` (the `drop` fault): the input, and the output generated up to the cut (all of a
+    non-streaming answer; for a stream, the events that went out, reasoning included);
+  - `cancelled` (the client hung up mid-answer, seen while the emulator paces output): the input,
+    and the output generated until the emulator noticed;
+  - a `timeout` fault: the answer was generated and only its delivery held, so it is billed in
+    full, and counted in `faults` too.
+The providers do not document partial billing; billing what was generated is the conservative
+assumption (docs/emulator.md, "Billing"), and it is what makes an invoice reconcilable at all.
+Injected 429/5xx answers never run the model: counted in `faults`, not billed.
 """
 
 from __future__ import annotations
@@ -45,8 +49,15 @@ class Billing:
             bill = self._models[model] = ModelBill()
         return bill
 
-    def charge(self, model: str, usage: TokenCounts) -> None:
+    def charge(self, model: str, usage: TokenCounts, outcome: str = "ok") -> None:
+        """Bill `usage`; `outcome` is "ok", "dropped", "cancelled" or "timeout" (also counted)."""
         bill = self._bill(model)
+        if outcome == "dropped":
+            bill.dropped += 1
+        elif outcome == "cancelled":
+            bill.cancelled += 1
+        elif outcome == "timeout":
+            bill.faults += 1
         bill.requests += 1
         bill.input_tokens += usage.input_tokens
         bill.cache_read_tokens += usage.cache_read_tokens
@@ -57,12 +68,6 @@ class Billing:
 
     def fault(self, model: str) -> None:
         self._bill(model).faults += 1
-
-    def dropped(self, model: str) -> None:
-        self._bill(model).dropped += 1
-
-    def cancelled(self, model: str) -> None:
-        self._bill(model).cancelled += 1
 
     def reset(self) -> None:
         self._models.clear()

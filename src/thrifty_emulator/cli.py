@@ -12,7 +12,10 @@ from thrifty_emulator.errors import EmulatorConfigError
 DESCRIPTION = """\
 Run a local stand-in for the OpenAI and Anthropic APIs. The official SDKs work against it
 unchanged: point OpenAI(base_url="http://HOST:PORT/v1") or Anthropic(base_url="http://HOST:PORT")
-at it with any non-empty API key.
+at it with the API key "emulator-key" (a config's `keys:` list replaces it; each key has
+rpm/tpm limits, reported in the providers' rate-limit headers). It validates requests as the
+providers do (docs/emulator.md): unknown parameters, reasoning-model rules, output maxima,
+context windows and Anthropic extended thinking are refused with their 400s.
 
 Endpoints: POST /v1/chat/completions (OpenAI), POST /v1/messages (Anthropic),
 GET /v1/models, GET /health, GET /_emulator/billing (what each model would have billed),
@@ -54,12 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-scale", type=float, metavar="FLOAT",
                    help="multiply every model latency by this (0 = answer at once; default 1.0 or the config's)")
     p.add_argument("--seed", type=int, help="seed for answers and config-driven faults (default 0)")
+    p.add_argument("--key", action="append", default=[], metavar="KEY",
+                   help="also accept this API key, with the default limits (repeatable)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from thrifty_emulator.app import build_app
+    from thrifty_emulator.keys import KeySpec
     from thrifty_emulator.models import default_config, load_config
 
     try:
@@ -74,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         config = config.replace(latency_scale=args.latency_scale)
     if args.seed is not None:
         config = config.replace(seed=args.seed)
+    extra = [KeySpec(k) for k in dict.fromkeys(args.key) if k.strip() and config.key(k) is None]
+    if extra:
+        config = config.replace(keys=(*config.keys, *extra))
 
     import uvicorn
 

@@ -1,13 +1,17 @@
 """Fault injection: chosen per request by header, or by dice thrown with per-model probabilities.
 
-`x-emulator-fault: 429|500|503|529|timeout|drop`
-  - 429/500/503/529 answer that status in the wire format's error shape (a 429 carries
-    `retry-after`); the model never runs, so nothing is billed or cached.
-  - `timeout` holds the request `x-emulator-fault-delay` seconds (default: the config's
-    `fault_delay_s`, 30) before answering normally; the answer is not billed, as a client that
-    gave up would not be.
+`x-emulator-fault: 429|500|502|503|529|timeout|drop`
+  - 429/500/502/503/529 answer that status in the wire format's own error shape (OpenAI: 500,
+    502 `cf_bad_gateway`, 503 overloaded; Anthropic: 500 `api_error`, 529 `overloaded_error`);
+    the model never runs, so nothing is billed or cached. A 429 carries a `retry-after` of whole
+    seconds drawn from [retry_after_s, 4 * retry_after_s] by the model's seeded dice, as a
+    provider's varies with how far its limit is exceeded (see `retry_after`).
+  - `timeout` generates the answer, then holds it `x-emulator-fault-delay` seconds (default: the
+    config's `fault_delay_s`, 30) before sending it. The provider did the work, so the answer is
+    billed whether or not the client waited for it.
   - `drop` starts the answer (the SSE stream, or a non-streaming body with its full
-    content-length) and closes the connection half-way.
+    content-length) and closes the connection half-way. What was generated up to the cut is
+    billed (all of a non-streaming answer; for a stream, the events that went out).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Mapping
 FAULT_HEADER = "x-emulator-fault"
 FAULT_DELAY_HEADER = "x-emulator-fault-delay"
 
-ERROR_FAULTS = {"429": 429, "500": 500, "503": 503, "529": 529}
+ERROR_FAULTS = {"429": 429, "500": 500, "502": 502, "503": 503, "529": 529}
+RETRY_AFTER_SPREAD = 4  # the longest injected retry-after, as a multiple of the shortest
 FAULT_KINDS = (*ERROR_FAULTS, "timeout", "drop")
 
 
@@ -66,3 +71,9 @@ def roll_fault(rates: Mapping[str, float], rng: random.Random, delay_s: float) -
             return Fault(kind, delay_s)
         x -= p
     return None
+
+
+def retry_after(rng: random.Random, base_s: int) -> int:
+    """Whole seconds for an injected 429's `retry-after`: varied, never below `base_s` (nor 1)."""
+    low = max(1, base_s)
+    return rng.randint(low, low * RETRY_AFTER_SPREAD)

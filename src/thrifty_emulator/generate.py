@@ -7,6 +7,7 @@ Each wire format parses its body into a `ChatRequest` and renders a `Completion`
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thrifty_emulator import jsonutil
-from thrifty_emulator.answers import cut, prose, reasoning_tokens, value_for
+from thrifty_emulator.answers import cut, prose, reasoning_tokens, thinking_tokens, value_for
 from thrifty_emulator.models import EmulatorConfig, ModelSpec
 from thrifty_emulator.prompt import Prompt, Tokenizer
 from thrifty_emulator.usage import TokenCounts
@@ -47,6 +48,8 @@ class ChatRequest:
     cache_ttl_s: float | None = None  # OpenAI prompt_cache_retention, when extended
     service_tier: str | None = None
     user_text: str | None = None  # the last user message's text (matched against recorded prompts)
+    thinking_budget: int | None = None  # Anthropic extended thinking enabled, with this budget
+    body: dict[str, Any] = field(default_factory=dict)  # the request as sent, for model-specific checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class Choice:
     stop_sequence: str | None
     output_tokens: int  # reasoning included
     reasoning_tokens: int
+    thinking: str | None = None  # Anthropic: the thinking block's text, when thinking was enabled
+    signature: str | None = None  # ... and its signature
 
 
 @dataclass(slots=True)
@@ -75,6 +80,7 @@ class Completion:
     request: ChatRequest
     usage: TokenCounts
     choices: list[Choice]
+    headers: dict[str, str] = field(default_factory=dict)  # extra answer headers (rate limits)
 
 
 _ALNUM = string.ascii_letters + string.digits
@@ -99,16 +105,15 @@ def request_seed(spec: ModelSpec, prompt: Prompt, seed: int) -> int:
 
 
 class Model:
-    """Decides the choices of one request."""
+    """Decides the choices of one request, counting its output with the wire's tokenizer."""
 
-    def __init__(self, config: EmulatorConfig, tokenizer: Tokenizer, ids: IdMaker) -> None:
+    def __init__(self, config: EmulatorConfig, ids: IdMaker) -> None:
         self._config = config
-        self._tok = tokenizer
         self._ids = ids
 
-    def choices(self, req: ChatRequest, spec: ModelSpec, tool_id: tuple[str, int]) -> list[Choice]:
+    def choices(self, req: ChatRequest, spec: ModelSpec, tool_id: tuple[str, int], tok: Tokenizer) -> list[Choice]:
         base = request_seed(spec, req.prompt, self._config.seed)
-        return [self._choice(req, spec, random.Random(base + i), tool_id) for i in range(req.n)]
+        return [self._choice(req, spec, random.Random(base + i), tool_id, tok) for i in range(req.n)]
 
     @staticmethod
     def _pick_tool(req: ChatRequest, rng: random.Random) -> Tool | None:
@@ -120,12 +125,30 @@ class Model:
             return None  # with the tool's result in hand, the model answers in words
         return rng.choice(req.tools)
 
-    def _choice(self, req: ChatRequest, spec: ModelSpec, rng: random.Random, tool_id: tuple[str, int]) -> Choice:
-        reasoning = reasoning_tokens(rng, req.reasoning_effort) if spec.reasoning else 0
+    @staticmethod
+    def _thinking(req: ChatRequest, rng: random.Random, tok: Tokenizer) -> tuple[int, str | None, str | None]:
+        """Anthropic extended thinking: (its tokens, the thinking block's text, its signature)."""
+        if req.thinking_budget is None:
+            return 0, None, None
+        n = thinking_tokens(rng, req.thinking_budget)
+        if req.max_tokens is not None:
+            n = min(n, req.max_tokens)
+        text = tok.decode(tok.encode(prose(rng, n + 8))[:n])
+        signature = base64.b64encode(rng.randbytes(96)).decode()
+        return tok.count(text), text, signature
+
+    def _choice(self, req: ChatRequest, spec: ModelSpec, rng: random.Random, tool_id: tuple[str, int],
+                tok: Tokenizer) -> Choice:
+        if spec.wire == "anthropic":
+            reasoning, thinking, signature = self._thinking(req, rng, tok)
+        else:  # OpenAI reasoning models think unseen
+            thinking = signature = None
+            reasoning = reasoning_tokens(rng, req.reasoning_effort) if spec.reasoning else 0
         budget = None if req.max_tokens is None else req.max_tokens - reasoning
         if budget is not None and budget <= 0:
-            # Hidden reasoning ate the whole allowance: an empty answer, cut for length.
-            return Choice("", (), "length", None, req.max_tokens or 0, req.max_tokens or 0)
+            # Reasoning ate the whole allowance: an empty answer, cut for length.
+            spent = min(reasoning, req.max_tokens or 0)
+            return Choice("", (), "length", None, spent, spent, thinking, signature)
         tool = self._pick_tool(req, rng)
         if tool is not None:
             args = value_for(tool.schema or {"type": "object", "properties": {}}, rng)
@@ -133,8 +156,8 @@ class Model:
                 args = {"value": args}
             args_json = jsonutil.dumps(args).decode()
             call = ToolCall(self._ids.make(*tool_id), tool.name, args, args_json)
-            tokens = self._tok.count(tool.name) + self._tok.count(args_json) + reasoning
-            return Choice(None, (call,), "tool_use", None, tokens, reasoning)
+            tokens = tok.count(tool.name) + tok.count(args_json) + reasoning
+            return Choice(None, (call,), "tool_use", None, tokens, reasoning, thinking, signature)
         if req.json_schema is not None:
             text = jsonutil.dumps(value_for(req.json_schema, rng)).decode()
         elif req.json_mode:
@@ -142,8 +165,8 @@ class Model:
         else:
             text = self._recorded(req, spec) or prose(
                 rng, rng.randint(self._config.min_answer_tokens, self._config.max_answer_tokens))
-        c = cut(text, self._tok, budget, req.stops)
-        return Choice(c.text, (), c.reason, c.stop_sequence, c.tokens + reasoning, reasoning)
+        c = cut(text, tok, budget, req.stops)
+        return Choice(c.text, (), c.reason, c.stop_sequence, c.tokens + reasoning, reasoning, thinking, signature)
 
     def _recorded(self, req: ChatRequest, spec: ModelSpec) -> str | None:
         recorded = self._config.recorded

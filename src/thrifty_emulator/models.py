@@ -6,10 +6,15 @@ Built once (`default_config()`, optionally overlaid by `load_config(path)`) and 
     latency_scale: 1.0         # multiplies every latency; 0 = answer at once (benchmarks)
     seed: 0                    # seeds answers and the config-driven fault dice
     openai_cache_ttl_s: 300    # idle lifetime of an OpenAI prompt-prefix cache entry
+    openai_cache_prefix_rpm: 15  # requests/minute per prefix + prompt_cache_key before overflow (0: off)
+    retry_after_s: 1           # an injected 429's retry-after is drawn from [this, 4 x this] seconds
     faults: {"429": 0.01}      # default fault probabilities for models without their own
     models:
       gpt-4o: {ttft_ms: 300, tokens_per_s: 120, faults: {"500": 0.05}}   # override
+      big-model: {wire: openai, context_window: 1000000, max_output_tokens: 32768, reasoning: true}
       my-model: {wire: openai, provider: acme, ttft_ms: 100, tokens_per_s: 200}  # add
+    keys: [emulator-key, {key: sk-small, rpm: 3, tpm: 10000}]   # accepted API keys (keys.py)
+    rate_limits: {rpm: 500}    # default per-key limits (generous when omitted; ratelimit.py)
     recorded:                  # models of different quality, replayed from a routing outcomes file
       path: outcomes.jsonl     # relative to this config file; read once at start-up
       models: {gpt-4o-mini: weak-model, gpt-4o: strong-model}   # emulator model: recorded model
@@ -31,6 +36,7 @@ from typing import Any
 
 from thrifty_emulator.errors import EmulatorConfigError
 from thrifty_emulator.faults import FAULT_KINDS
+from thrifty_emulator.keys import DEFAULT_KEYS, KeySpec, parse_keys
 from thrifty_emulator.recorded import RecordedAnswers, load_recorded
 
 WIRES = ("openai", "anthropic")
@@ -48,6 +54,9 @@ class ModelSpec:
     prompt_caching: bool = True
     cache_min_tokens: int = 1024  # shortest cacheable prefix
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> probability per request
+    context_window: int = 128_000  # prompt + max output, in tokens (docs/emulator.md)
+    max_output_tokens: int = 16_384  # the largest max_tokens / max_completion_tokens accepted
+    thinking: bool = False  # Anthropic extended thinking (`thinking: {type: enabled}`) supported
 
     @property
     def response_model(self) -> str:
@@ -61,12 +70,17 @@ class EmulatorConfig:
     seed: int = 0
     openai_cache_ttl_s: float = 300.0
     fault_delay_s: float = 30.0  # how long a `timeout` fault holds the request
-    retry_after_s: int = 1  # the retry-after header of a 429
+    retry_after_s: int = 1  # the shortest retry-after of an injected 429 (faults.retry_after)
+    openai_cache_prefix_rpm: int = 15  # OpenAI cache routing: per prefix + key, beyond it requests miss
     stream_chunk_tokens: int = 4  # output tokens per streamed delta
     min_answer_tokens: int = 15
     max_answer_tokens: int = 150
     max_body_bytes: int = 32 * 1024 * 1024
     recorded: RecordedAnswers | None = None  # recorded answers of known prompts, per model
+    keys: tuple[KeySpec, ...] = DEFAULT_KEYS  # the API keys accepted, with their rate limits
+
+    def key(self, value: str) -> KeySpec | None:
+        return next((k for k in self.keys if k.key == value), None)
 
     def replace(self, **changes: Any) -> "EmulatorConfig":
         return dataclasses.replace(self, **changes)
@@ -85,28 +99,33 @@ def _m(name: str, wire: str, provider: str, ttft_ms: float, tps: float, **kw: An
 
 def default_config() -> EmulatorConfig:
     """Real catalog models with latencies close to what their providers measure in 2025."""
+    # Context windows and output maxima from the providers' model pages (docs/emulator.md).
+    o4 = {"context_window": 128_000, "max_output_tokens": 16_384}
+    gpt5 = {"context_window": 400_000, "max_output_tokens": 128_000, "reasoning": True}
+    claude = {"context_window": 200_000, "max_output_tokens": 64_000, "thinking": True}
     models = [
-        _m("gpt-4o", "openai", "openai", 450, 90, snapshot="gpt-4o-2024-08-06"),
-        _m("gpt-4o-mini", "openai", "openai", 350, 110, snapshot="gpt-4o-mini-2024-07-18"),
-        _m("gpt-5-nano", "openai", "openai", 700, 160, snapshot="gpt-5-nano-2025-08-07", reasoning=True),
-        _m("gpt-5-mini", "openai", "openai", 900, 120, snapshot="gpt-5-mini-2025-08-07", reasoning=True),
+        _m("gpt-4o", "openai", "openai", 450, 90, snapshot="gpt-4o-2024-08-06", **o4),
+        _m("gpt-4o-mini", "openai", "openai", 350, 110, snapshot="gpt-4o-mini-2024-07-18", **o4),
+        _m("gpt-5-nano", "openai", "openai", 700, 160, snapshot="gpt-5-nano-2025-08-07", **gpt5),
+        _m("gpt-5-mini", "openai", "openai", 900, 120, snapshot="gpt-5-mini-2025-08-07", **gpt5),
         # Groq serves Llama 3.1 8B on an OpenAI-compatible API, without prompt caching.
-        _m("llama-3.1-8b-instant", "openai", "groq", 120, 700, prompt_caching=False),
+        _m("llama-3.1-8b-instant", "openai", "groq", 120, 700, prompt_caching=False,
+           context_window=131_072, max_output_tokens=131_072),
         # Minimum cacheable prompt lengths from Anthropic's prompt-caching docs.
         _m("claude-sonnet-4-5", "anthropic", "anthropic", 900, 70,
-           snapshot="claude-sonnet-4-5-20250929", cache_min_tokens=1024),
+           snapshot="claude-sonnet-4-5-20250929", cache_min_tokens=1024, **claude),
         _m("claude-haiku-4-5", "anthropic", "anthropic", 500, 140,
-           snapshot="claude-haiku-4-5-20251001", cache_min_tokens=4096),
+           snapshot="claude-haiku-4-5-20251001", cache_min_tokens=4096, **claude),
         _m("claude-opus-4-1", "anthropic", "anthropic", 1500, 40,
-           snapshot="claude-opus-4-1-20250805", cache_min_tokens=1024),
+           snapshot="claude-opus-4-1-20250805", cache_min_tokens=1024, **{**claude, "max_output_tokens": 32_000}),
     ]
     return EmulatorConfig(models={m.name: m for m in models})
 
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)} - {"name"}
-_INT_FIELDS = {"seed", "retry_after_s", "stream_chunk_tokens", "min_answer_tokens", "max_answer_tokens",
+_INT_FIELDS = {"seed", "retry_after_s", "openai_cache_prefix_rpm", "stream_chunk_tokens", "min_answer_tokens", "max_answer_tokens",
                "max_body_bytes"}
-_TOP_FIELDS = {"latency_scale", "seed", "openai_cache_ttl_s", "fault_delay_s", "retry_after_s",
+_TOP_FIELDS = {"latency_scale", "seed", "openai_cache_ttl_s", "openai_cache_prefix_rpm", "fault_delay_s", "retry_after_s",
                "stream_chunk_tokens", "min_answer_tokens", "max_answer_tokens", "max_body_bytes"}
 
 
@@ -153,9 +172,11 @@ def _model(path: str, name: str, raw: Any, base: ModelSpec | None, default_fault
         v = getattr(base, f)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (f == "tokens_per_s" and v == 0):
             raise EmulatorConfigError(path, f"{key}.{f}", "must be a positive number")
-    if not isinstance(base.cache_min_tokens, int) or base.cache_min_tokens < 1:
-        raise EmulatorConfigError(path, f"{key}.cache_min_tokens", "must be a positive integer")
-    for f in ("reasoning", "prompt_caching"):
+    for f in ("cache_min_tokens", "context_window", "max_output_tokens"):
+        v = getattr(base, f)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise EmulatorConfigError(path, f"{key}.{f}", "must be a positive integer")
+    for f in ("reasoning", "prompt_caching", "thinking"):
         if not isinstance(getattr(base, f), bool):
             raise EmulatorConfigError(path, f"{key}.{f}", "must be true or false")
     for f in ("provider", "snapshot"):
@@ -170,7 +191,7 @@ def config_from_dict(raw: dict[str, Any], base: EmulatorConfig | None = None,
     base = base or default_config()
     if not isinstance(raw, dict):
         raise EmulatorConfigError(path, "", "the top level must be a mapping")
-    unknown = set(raw) - _TOP_FIELDS - {"models", "faults", "recorded"}
+    unknown = set(raw) - _TOP_FIELDS - {"models", "faults", "recorded", "keys", "rate_limits"}
     if unknown:
         raise EmulatorConfigError(path, "", f"unknown field(s): {', '.join(sorted(unknown))}")
     top: dict[str, Any] = {}
@@ -196,6 +217,8 @@ def config_from_dict(raw: dict[str, Any], base: EmulatorConfig | None = None,
         raise EmulatorConfigError(path, "models", "must be a mapping of model name to settings")
     for name, spec in raw_models.items():
         models[str(name)] = _model(path, str(name), spec, models.get(str(name)), default_faults)
+    if "keys" in raw or "rate_limits" in raw:
+        merged = dataclasses.replace(merged, keys=parse_keys(path, raw.get("keys"), raw.get("rate_limits")))
     if raw.get("recorded") is not None:
         merged = dataclasses.replace(merged, recorded=load_recorded(path, raw["recorded"], set(models)))
     return dataclasses.replace(merged, models=models)

@@ -10,11 +10,13 @@ import hashlib
 from typing import Any, Iterable, Mapping
 
 from thrifty_emulator.generate import ChatRequest, Choice, Completion, Tool
+from thrifty_emulator.keys import mask
 from thrifty_emulator.models import ModelSpec
 from thrifty_emulator.prompt import PromptBuilder, Tokenizer
 from thrifty_emulator.prompt_cache import Clock, PrefixCache
 from thrifty_emulator.recorded import last_user_text
 from thrifty_emulator.usage import TokenCounts, openai_usage
+from thrifty_emulator.validation import openai_known, openai_model_rules
 from thrifty_emulator.wire import Wire, WireError, canonical, pieces, sse
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -25,10 +27,12 @@ AUDIO_TOKENS = 400
 EXTENDED_RETENTION_S = 24 * 3600.0
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 _TYPE_BY_KIND = {"invalid_request": "invalid_request_error", "authentication": "invalid_request_error",
-                 "not_found": "invalid_request_error", "rate_limit": "requests", "api_error": "server_error",
-                 "unavailable": "server_error", "overloaded": "server_error"}
+                 "not_found": "invalid_request_error", "rate_limit": "requests", "rate_limit_tokens": "tokens",
+                 "api_error": "server_error",
+                 "unavailable": "server_error", "overloaded": "server_error", "bad_gateway": "cf_bad_gateway"}
 _FAULT_MESSAGES = {
     500: "The server had an error while processing your request. Sorry about that!",
+    502: "Bad gateway.",
     503: "The server is overloaded or not ready yet.",
     529: "The engine is currently overloaded, please try again later.",
 }
@@ -55,19 +59,24 @@ class OpenAIWire(Wire):
 
     # --- requests -------------------------------------------------------------------------
 
-    def authenticate(self, headers: Mapping[str, str]) -> WireError | None:
-        auth = headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return None
+    def credential(self, headers: Mapping[str, str]) -> str | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+    def missing_key(self) -> WireError:
         return WireError(401, "authentication",
                          "You didn't provide an API key. You need to provide your API key in an Authorization "
                          "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+
+    def bad_key(self, key: str) -> WireError:
+        return WireError(401, "authentication", f"Incorrect API key provided: {mask(key)}. You can find your API "
+                         "key at https://platform.openai.com/account/api-keys.", code="invalid_api_key")
 
     def parse(self, body: Any) -> ChatRequest:
         if not isinstance(body, dict):
             raise self.invalid("We could not parse the JSON body of your request. (HINT: This likely means you "
                                "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+        openai_known(body)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise self.invalid("you must provide a model parameter")
@@ -113,8 +122,28 @@ class OpenAIWire(Wire):
             reasoning_effort=effort, cache_key=cache_key if isinstance(cache_key, str) else None,
             cache_ttl_s=EXTENDED_RETENTION_S if retention == "24h" else None,
             service_tier=body.get("service_tier") if isinstance(body.get("service_tier"), str) else None,
-            user_text=last_user_text(messages),
+            user_text=last_user_text(messages), body=body,
         )
+
+    def check(self, req: ChatRequest, spec: ModelSpec, headers: Mapping[str, str]) -> None:
+        openai_model_rules(req, spec)
+
+    def rate_need(self, req: ChatRequest, spec: ModelSpec, input_tokens: int) -> dict[str, int]:
+        # "the maximum of max_tokens and the estimated number of tokens" of the request (rate limits guide)
+        return {"requests": 1, "tokens": req.prompt.tokens + (req.max_tokens or 0) * req.n}
+
+    def rate_limited(self, model: str, dimension: str, limit: int, used: int, requested: int,
+                     retry_after_s: int | None) -> WireError:
+        what = "requests per min (RPM)" if dimension == "requests" else "tokens per min (TPM)"
+        kind = "rate_limit" if dimension == "requests" else "rate_limit_tokens"
+        more = "Visit https://platform.openai.com/account/rate-limits to learn more."
+        if retry_after_s is None:
+            return WireError(429, kind, f"Request too large for {model} in organization org-emulator on {what}: "
+                             f"Limit {limit}, Requested {requested}. The input or output tokens must be reduced in "
+                             f"order to run successfully. {more}", code="rate_limit_exceeded")
+        return WireError(429, kind, f"Rate limit reached for {model} in organization org-emulator on {what}: "
+                         f"Limit {limit}, Used {used}, Requested {requested}. Please try again in {retry_after_s}s. "
+                         f"{more}", code="rate_limit_exceeded", headers={"retry-after": str(retry_after_s)})
 
     def _check_sampling(self, body: dict[str, Any]) -> None:
         """Sampling settings do not change the emulated answer, but the API still validates them."""
@@ -122,6 +151,11 @@ class OpenAIWire(Wire):
         if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 2):
             raise self.invalid(f"Invalid 'temperature': expected a number between 0 and 2, got {t!r}.",
                                "temperature", "invalid_value")
+        for name, low, high in (("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)):
+            v = body.get(name)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v <= high):
+                raise self.invalid(f"Invalid '{name}': expected a number between {low} and {high}, got {v!r}.",
+                                   name, "invalid_value")
         user = body.get("user")
         if user is not None and not isinstance(user, str):
             raise self.invalid("Invalid type for 'user': expected a string.", "user", "invalid_type")
@@ -335,7 +369,7 @@ class OpenAIWire(Wire):
                              f"Rate limit reached for {model} in organization org-emulator on requests per min "
                              f"(RPM): Limit 500, Used 500, Requested 1. Please try again in {retry_after_s}s.",
                              code="rate_limit_exceeded", headers={"retry-after": str(retry_after_s)})
-        kind = {503: "unavailable", 529: "overloaded"}.get(status, "api_error")
+        kind = {502: "bad_gateway", 503: "unavailable", 529: "overloaded"}.get(status, "api_error")
         return WireError(status, kind, _FAULT_MESSAGES.get(status, _FAULT_MESSAGES[500]))
 
     def unknown_model(self, model: str) -> WireError:

@@ -9,6 +9,14 @@ messages), at most four. A request reads the longest prefix cached at one of its
 at a block boundary up to 20 blocks before one (the provider's lookback), and writes every
 breakpoint after that which is at least the model's minimum length. Written tokens are split by
 the TTL of the breakpoint that closes them; reads refresh the entry read.
+
+Both caches are best-effort, as the providers document them (docs/emulator.md, "Prompt caching"):
+  - An entry a request writes is readable only once that request's answer has begun: the app
+    runs the cache inside `deferred_writes()` and commits the writes when the first byte of the
+    answer goes out. Concurrent cold requests therefore all miss, and each pays its own write.
+  - OpenAI routes by a hash of the first 256 prompt tokens (and `prompt_cache_key`); beyond
+    `prefix_rpm` requests per minute for one route, requests overflow to machines that have not
+    seen the prefix: they miss and write nothing where later requests are routed.
 """
 
 from __future__ import annotations
@@ -16,8 +24,11 @@ from __future__ import annotations
 import hashlib
 import time
 from array import array
+from collections import deque
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from thrifty_emulator.prompt import Block
 
@@ -27,6 +38,40 @@ OPENAI_MIN_TOKENS = 1024
 OPENAI_STEP_TOKENS = 128
 ANTHROPIC_LOOKBACK_BLOCKS = 20
 ANTHROPIC_TTL_S = {"5m": 300.0, "1h": 3600.0}
+OPENAI_ROUTE_TOKENS = 256  # the routing hash covers about the first 256 tokens
+OPENAI_PREFIX_RPM = 15  # "approximately 15 requests per minute" per prefix + prompt_cache_key
+_ROUTE_WINDOW_S = 60.0
+_MAX_ROUTES = 100_000
+
+
+class CacheWrites:
+    """Entries one request wrote, held back until its answer begins."""
+
+    def __init__(self) -> None:
+        self._writes: list[tuple["TTLStore", bytes, float]] = []
+
+    def add(self, store: "TTLStore", key: bytes, ttl_s: float) -> None:
+        self._writes.append((store, key, ttl_s))
+
+    def commit(self) -> None:
+        """The answer has begun: what the request wrote becomes readable (from now, for its TTL)."""
+        writes, self._writes = self._writes, []
+        for store, key, ttl_s in writes:
+            store.touch(key, store.now(), ttl_s)
+
+
+_pending: ContextVar[CacheWrites | None] = ContextVar("thrifty_emulator_cache_writes", default=None)
+
+
+@contextmanager
+def deferred_writes() -> Iterator[CacheWrites]:
+    """Cache writes made inside the block wait in the yielded `CacheWrites` until `commit()`."""
+    writes = CacheWrites()
+    token = _pending.set(writes)
+    try:
+        yield writes
+    finally:
+        _pending.reset(token)
 
 
 class TTLStore:
@@ -49,6 +94,14 @@ class TTLStore:
             return None
         return entry[1]
 
+    def write(self, key: bytes, now: float, ttl_s: float) -> None:
+        """A new entry: deferred while a request's `deferred_writes()` is open, else stored at once."""
+        pending = _pending.get()
+        if pending is None:
+            self.touch(key, now, ttl_s)
+        else:
+            pending.add(self, key, ttl_s)
+
     def touch(self, key: bytes, now: float, ttl_s: float) -> None:
         self._entries.pop(key, None)
         self._entries[key] = (now + ttl_s, ttl_s)
@@ -66,10 +119,27 @@ class PrefixCache:
     """OpenAI's automatic prompt caching."""
 
     def __init__(self, clock: Clock = time.monotonic, min_tokens: int = OPENAI_MIN_TOKENS,
-                 step_tokens: int = OPENAI_STEP_TOKENS) -> None:
+                 step_tokens: int = OPENAI_STEP_TOKENS, prefix_rpm: int = OPENAI_PREFIX_RPM) -> None:
         self.store = TTLStore(clock)
         self.min_tokens = min_tokens
         self.step_tokens = step_tokens
+        self.prefix_rpm = prefix_rpm  # 0: no overflow (every request reaches the prefix's machine)
+        self._routes: dict[bytes, deque[float]] = {}
+
+    def _overflows(self, scope: bytes, ids: array, now: float) -> bool:
+        """Count this request against its route; True when it is beyond the route's rate."""
+        if self.prefix_rpm <= 0:
+            return False
+        head = memoryview(ids[:OPENAI_ROUTE_TOKENS]).cast("B")
+        route = hashlib.blake2b(scope + b"\x00" + head, digest_size=16).digest()
+        seen = self._routes.pop(route, None) or deque()
+        self._routes[route] = seen  # most recently used last, so the cap drops the coldest route
+        while seen and seen[0] <= now - _ROUTE_WINDOW_S:
+            seen.popleft()
+        seen.append(now)
+        while len(self._routes) > _MAX_ROUTES:
+            self._routes.pop(next(iter(self._routes)))
+        return len(seen) > self.prefix_rpm
 
     def _prefix_keys(self, scope: bytes, ids: array) -> list[tuple[int, bytes]]:
         raw = memoryview(ids).cast("B")
@@ -88,18 +158,24 @@ class PrefixCache:
         if len(ids) < self.min_tokens:
             return 0
         now = self.store.now()
+        if self._overflows(scope.encode(), ids, now):
+            return 0
         keys = self._prefix_keys(scope.encode(), ids)
         cached = 0
         for length, key in reversed(keys):
             if self.store.ttl_if_alive(key, now) is not None:
                 cached = length
                 break
-        for _, key in keys:
-            self.store.touch(key, now, ttl_s)
+        for length, key in keys:
+            if length <= cached:
+                self.store.touch(key, now, ttl_s)  # read: refreshed at once
+            else:
+                self.store.write(key, now, ttl_s)
         return cached
 
     def clear(self) -> None:
         self.store.clear()
+        self._routes.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +228,7 @@ class BreakpointCache:
             else:
                 w5m += block.end - pos
             pos = block.end
-            self.store.touch(prefix + block.digest, now, ANTHROPIC_TTL_S[ttl])
+            self.store.write(prefix + block.digest, now, ANTHROPIC_TTL_S[ttl])
         return CacheUse(read, w5m, w1h)
 
     def clear(self) -> None:

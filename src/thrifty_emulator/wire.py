@@ -14,15 +14,16 @@ from typing import Any, ClassVar, Iterable, Mapping
 import orjson
 
 from thrifty_emulator.generate import ChatRequest, Completion
+from thrifty_emulator.keys import KeySpec
 from thrifty_emulator.models import ModelSpec
 from thrifty_emulator.prompt import Tokenizer
 from thrifty_emulator.usage import TokenCounts
 
 # Protocol-neutral error kinds; each wire maps them to its own `type` strings.
 ERROR_KINDS = ("invalid_request", "authentication", "not_found", "rate_limit", "api_error",
-               "unavailable", "overloaded")
+               "unavailable", "overloaded", "bad_gateway")
 KIND_BY_STATUS = {400: "invalid_request", 401: "authentication", 404: "not_found", 429: "rate_limit",
-                  500: "api_error", 503: "unavailable", 529: "overloaded"}
+                  500: "api_error", 502: "bad_gateway", 503: "unavailable", 529: "overloaded"}
 
 
 class WireError(Exception):
@@ -55,7 +56,7 @@ def pieces(text: str, tok: Tokenizer, per_piece: int) -> list[tuple[str, int]]:
     pending, count = b"", 0
     for i in range(0, len(ids), per_piece):
         group = ids[i:i + per_piece]
-        pending += tok.encoding.decode_bytes(list(group))
+        pending += tok.decode_bytes(group)
         count += len(group)
         try:
             out.append((pending.decode("utf-8"), count))
@@ -76,12 +77,42 @@ class Wire(ABC):
         self.tok = tokenizer
 
     @abstractmethod
-    def authenticate(self, headers: Mapping[str, str]) -> WireError | None:
-        """None when the request carries credentials this provider would look at."""
+    def credential(self, headers: Mapping[str, str]) -> str | None:
+        """The API key the request presents, None when it presents none."""
+
+    @abstractmethod
+    def missing_key(self) -> WireError:
+        """The 401 of a request without a key."""
+
+    @abstractmethod
+    def bad_key(self, key: str) -> WireError:
+        """The 401 of a key the account does not have."""
+
+    def authenticate(self, headers: Mapping[str, str], keys: Iterable[KeySpec]) -> KeySpec:
+        """The configured key the request presents; raises the provider's 401 otherwise."""
+        key = self.credential(headers)
+        if key is None:
+            raise self.missing_key()
+        found = next((k for k in keys if k.key == key), None)
+        if found is None:
+            raise self.bad_key(key)
+        return found
 
     @abstractmethod
     def parse(self, body: Any) -> ChatRequest:
         """The request, validated as the provider validates it; raises WireError (400)."""
+
+    def check(self, req: ChatRequest, spec: ModelSpec, headers: Mapping[str, str]) -> None:
+        """The rules of the model the request names (validation.py); raises WireError (400)."""
+
+    def rate_need(self, req: ChatRequest, spec: ModelSpec, input_tokens: int) -> dict[str, int]:
+        """What the request draws from its key's rate-limit buckets before the model runs (ratelimit.py)."""
+        return {"requests": 1}
+
+    @abstractmethod
+    def rate_limited(self, model: str, dimension: str, limit: int, used: int, requested: int,
+                     retry_after_s: int | None) -> WireError:
+        """The 429 of a request over its key's limit."""
 
     @abstractmethod
     def input_usage(self, req: ChatRequest, spec: ModelSpec) -> TokenCounts:

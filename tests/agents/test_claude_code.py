@@ -47,7 +47,7 @@ from thrifty.contract import Usage
 from thrifty.ledger import LedgerRow, RowFilter, SQLiteLedger
 from thrifty.pricing import PriceBook
 from thrifty_emulator.anthropic_wire import AnthropicWire
-from thrifty_emulator.prompt import Tokenizer
+from thrifty_emulator.prompt import ClaudeTokenizer
 
 MODEL = "claude-sonnet-4-5"  # served by the emulator; Claude Code must not fall back to another
 # The emulator calls one of the tools, picked at random, with made-up arguments: read-only ones,
@@ -225,7 +225,7 @@ def _prompt_cache_claim(row: LedgerRow) -> Decimal | None:
 def _client_breakpoint_ends(body: dict[str, Any]) -> set[int]:
     """Where Claude Code's own breakpoints end, in prompt tokens as the provider counts them (the
     emulator's own prompt builder on the body as the client sent it, before Thrifty's additions)."""
-    prompt = AnthropicWire(Tokenizer(), time.monotonic).parse(body).prompt
+    prompt = AnthropicWire(ClaudeTokenizer(), time.monotonic).parse(body).prompt
     return {b.end for b in prompt.blocks if b.ttl}
 
 

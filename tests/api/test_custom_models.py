@@ -20,7 +20,7 @@ def custom_stack(tmp_path_factory):
                        "  mystery-model: {wire: openai, provider: acme, ttft_ms: 0, tokens_per_s: 1000}\n")
     emu = processes.start_emulator(extra=["--config", str(emu_cfg)], log_path=str(tmp / "emu.log"))
     cfg = localstack.local_config(emu.url, f"sqlite:///{tmp / 'ledger.db'}")
-    cfg["providers"]["vllm"] = {"kind": "openai", "base_url": f"{emu.url}/v1", "api_key": "k"}
+    cfg["providers"]["vllm"] = {"kind": "openai", "base_url": f"{emu.url}/v1", "api_key": "emulator-key"}
     cfg["deployments"]["acme-llama-70b"] = {"provider": "vllm", "model": "acme-llama-70b", "tier": "self-hosted"}
     cfg["deployments"]["mystery-model"] = {"provider": "vllm", "model": "mystery-model"}
     cfg["prices"] = {"acme-llama-70b": {"input": 0.2, "output": 0.6}}

@@ -24,8 +24,8 @@ from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, Wire
 from thrifty.wire.anthropic_usage import usage_from_anthropic
 from thrifty.wire.openai_chat import usage_from_openai
 
-OPENAI_HEADERS = {"authorization": "Bearer sk-test"}
-ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+OPENAI_HEADERS = {"authorization": "Bearer emulator-key"}
+ANTHROPIC_HEADERS = {"x-api-key": "emulator-key", "anthropic-version": "2023-06-01"}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def openai_bodies() -> list[tuple[str, dict[str, Any]]]:
         turns[-1]["role"] = "user"
         body: dict[str, Any] = {"messages": turns}
         if rng.random() < 0.5:
-            body["max_tokens"] = rng.randint(1, 200)
+            body["max_completion_tokens"] = rng.randint(1, 200)  # reasoning models refuse max_tokens
         if rng.random() < 0.3:
             body["tools"] = [{"type": "function", "function": tool(f"f{j}", rng)} for j in range(rng.randint(1, 4))]
         out.append((rng.choice(("gpt-4o-mini", "gpt-4o", "gpt-5-nano")), body))

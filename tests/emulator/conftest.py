@@ -42,16 +42,16 @@ class Emulator:
                 time.sleep(0.02)
 
     def openai(self, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(**{"base_url": f"{self.url}/v1", "api_key": "sk-test", "max_retries": 0, **kw})
+        return openai.OpenAI(**{"base_url": f"{self.url}/v1", "api_key": "emulator-key", "max_retries": 0, **kw})
 
     def async_openai(self, **kw: Any) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(**{"base_url": f"{self.url}/v1", "api_key": "sk-test", "max_retries": 0, **kw})
+        return openai.AsyncOpenAI(**{"base_url": f"{self.url}/v1", "api_key": "emulator-key", "max_retries": 0, **kw})
 
     def anthropic(self, **kw: Any) -> anthropic.Anthropic:
-        return anthropic.Anthropic(**{"base_url": self.url, "api_key": "sk-ant-test", "max_retries": 0, **kw})
+        return anthropic.Anthropic(**{"base_url": self.url, "api_key": "emulator-key", "max_retries": 0, **kw})
 
     def async_anthropic(self, **kw: Any) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(**{"base_url": self.url, "api_key": "sk-ant-test", "max_retries": 0, **kw})
+        return anthropic.AsyncAnthropic(**{"base_url": self.url, "api_key": "emulator-key", "max_retries": 0, **kw})
 
     def billing(self) -> dict[str, Any]:
         return self.http.get("/_emulator/billing").json()

@@ -10,9 +10,10 @@ import jsonschema
 import pytest
 
 from thrifty.tokens import count_text_tokens
+from thrifty_emulator.prompt import ClaudeTokenizer
 
 USER = [{"role": "user", "content": "Summarise our refund policy in two sentences."}]
-HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+HEADERS = {"x-api-key": "emulator-key", "anthropic-version": "2023-06-01"}
 LOOKUP_SCHEMA = {"type": "object", "properties": {"order_id": {"type": "string"},
                                                   "priority": {"type": "string", "enum": ["low", "high"]}},
                  "required": ["order_id", "priority"]}
@@ -49,8 +50,8 @@ def test_message_shape(emulator):
     assert set(usage) == USAGE_KEYS
     assert usage["cache_creation"] == {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}
     assert usage["cache_creation_input_tokens"] == usage["cache_read_input_tokens"] == 0
-    assert usage["output_tokens"] == count_text_tokens(block["text"])
-    assert usage["input_tokens"] > count_text_tokens(USER[0]["content"]) and usage["service_tier"] == "standard"
+    assert usage["output_tokens"] == ClaudeTokenizer().count(block["text"])
+    assert usage["input_tokens"] > ClaudeTokenizer().count(USER[0]["content"]) and usage["service_tier"] == "standard"
 
 
 def test_sdk_system_prompt_and_token_count(emulator):
@@ -187,7 +188,7 @@ def test_auth(emulator):
     body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": USER}
     r = emulator.http.post("/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
-    bearer = emulator.http.post("/v1/messages", json=body, headers={"authorization": "Bearer tok"})
+    bearer = emulator.http.post("/v1/messages", json=body, headers={"authorization": "Bearer emulator-key"})
     assert bearer.status_code == 200
     with pytest.raises(anthropic.NotFoundError):
         emulator.anthropic().messages.create(model="claude-nope", max_tokens=10, messages=USER)

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 
 from tests.sdk_strict import sse_frames, strict, unknown_keys
 
-HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+HEADERS = {"x-api-key": "emulator-key", "anthropic-version": "2023-06-01"}
 MODEL = "claude-sonnet-4-5"
 USER = [{"role": "user", "content": "Summarise our refund policy in two sentences."}]
 LOOKUP_TOOL = {"name": "lookup_order", "description": "Find an order",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from array import array
 
 import anthropic
@@ -13,6 +14,7 @@ from thrifty_emulator import build_app, default_config
 from thrifty_emulator.prompt import Block
 from thrifty_emulator.prompt_cache import BreakpointCache, CacheUse, PrefixCache
 from thrifty.tokens import count_text_tokens
+from thrifty_emulator.prompt import ClaudeTokenizer
 
 
 class FakeClock:
@@ -129,7 +131,7 @@ def clocked():
 
 async def test_expiry_through_the_sdks(clocked, long_text):
     clock, http = clocked
-    client = anthropic.AsyncAnthropic(base_url="http://emulator", api_key="k", http_client=http, max_retries=0)
+    client = anthropic.AsyncAnthropic(base_url="http://emulator", api_key="emulator-key", http_client=http, max_retries=0)
     system = [{"type": "text", "text": long_text(1300), "cache_control": {"type": "ephemeral"}}]
     ask = {"model": "claude-sonnet-4-5", "max_tokens": 50, "system": system, "messages": [{"role": "user", "content": "hi"}]}
     written = (await client.messages.create(**ask)).usage.cache_creation_input_tokens
@@ -140,7 +142,7 @@ async def test_expiry_through_the_sdks(clocked, long_text):
     again = (await client.messages.create(**ask)).usage
     assert again.cache_read_input_tokens == 0 and again.cache_creation_input_tokens == written
 
-    oa = openai.AsyncOpenAI(base_url="http://emulator/v1", api_key="k", http_client=http, max_retries=0)
+    oa = openai.AsyncOpenAI(base_url="http://emulator/v1", api_key="emulator-key", http_client=http, max_retries=0)
     messages = [{"role": "system", "content": long_text(1300)}, {"role": "user", "content": "hi"}]
     await oa.chat.completions.create(model="gpt-4o", messages=messages)
     clock.advance(290)
@@ -167,8 +169,8 @@ def test_anthropic_5m_and_1h_writes_then_reads(emulator, long_text):
 
     first = cached_call(client, system=system, messages=messages(doc_text, "Refund window?"))
     w1h, w5m = first.cache_creation.ephemeral_1h_input_tokens, first.cache_creation.ephemeral_5m_input_tokens
-    assert abs(w1h - count_text_tokens(system_text)) <= 8
-    assert abs(w5m - count_text_tokens(doc_text)) <= 8
+    assert abs(w1h - ClaudeTokenizer().count(system_text)) <= 8  # Claude's count (prompt.py)
+    assert abs(w5m - ClaudeTokenizer().count(doc_text)) <= 8
     assert first.cache_creation_input_tokens == w1h + w5m and first.cache_read_input_tokens == 0
     total = client.messages.count_tokens(model="claude-sonnet-4-5", system=system,
                                          messages=messages(doc_text, "Refund window?")).input_tokens
@@ -234,3 +236,131 @@ def test_anthropic_breakpoint_validation(emulator, mutate, message):
     with pytest.raises(anthropic.BadRequestError, match=message):
         emulator.anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=10,
                                              messages=[{"role": "user", "content": mutate(blocks)}])
+
+
+# --- best-effort caching (docs/emulator.md, "Prompt caching") --------------------------------------
+
+def test_prefix_cache_overflows_per_route_and_recovers():
+    clock = FakeClock()
+    cache = PrefixCache(clock, prefix_rpm=3)
+    prompt = ids(1300)
+    assert [cache.lookup_and_store("m", prompt, 300) for _ in range(5)] == [0, 1280, 1280, 0, 0], \
+        "beyond 3 requests a minute for one prefix, requests overflow to machines without it"
+    assert cache.lookup_and_store("m\x00other-key", prompt, 300) == 0, "another prompt_cache_key: another route"
+    clock.advance(61)
+    assert cache.lookup_and_store("m", prompt, 300) == 1280, "a minute later the prefix's machine takes it again"
+    unlimited = PrefixCache(FakeClock(), prefix_rpm=0)
+    assert [unlimited.lookup_and_store("m", prompt, 300) for _ in range(4)] == [0, 1280, 1280, 1280]
+
+
+def test_openai_caching_overflows_beyond_the_per_prefix_rate(emulator, long_text):
+    client = emulator.openai()
+    messages = [{"role": "system", "content": long_text(1300, "Overflow. ")}, {"role": "user", "content": "hi"}]
+    cached = [client.chat.completions.create(model="gpt-4o", messages=messages).usage.prompt_tokens_details.cached_tokens
+              for _ in range(120)]
+    hits = sum(1 for c in cached if c)
+    assert cached[0] == 0 and all(cached[1:15]), "the first 15 a minute reach the machine that holds the prefix"
+    assert hits == 14 and not any(cached[15:]), "the other 105 overflow and miss"
+    keyed = client.chat.completions.create(model="gpt-4o", messages=messages, prompt_cache_key="tenant-b")
+    assert keyed.usage.prompt_tokens_details.cached_tokens == 0, "prompt_cache_key routes (and caches) apart"
+    bill = emulator.billing()["models"]["gpt-4o"]
+    assert bill["cache_read_tokens"] == sum(cached)
+
+
+async def test_the_per_prefix_rate_is_configurable(long_text):
+    clock = FakeClock()
+    app = build_app(default_config().replace(latency_scale=0, openai_cache_prefix_rpm=40), clock=clock)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://emulator") as http:
+        oa = openai.AsyncOpenAI(base_url="http://emulator/v1", api_key="emulator-key", http_client=http, max_retries=0)
+        messages = [{"role": "system", "content": long_text(1300)}, {"role": "user", "content": "hi"}]
+        cached = [(await oa.chat.completions.create(model="gpt-4o", messages=messages)).usage.prompt_tokens_details
+                  .cached_tokens for _ in range(60)]
+    assert sum(1 for c in cached if c) == 39
+
+
+@pytest.fixture(scope="module")
+def paced(start_emulator, tmp_path_factory):
+    """Real latency (300 ms to the first token), so that requests overlap as they do in production."""
+    path = tmp_path_factory.mktemp("paced") / "emulator.yaml"
+    path.write_text("""
+latency_scale: 1.0
+models:
+  gpt-4o: {ttft_ms: 300, tokens_per_s: 1000000}
+  claude-sonnet-4-5: {ttft_ms: 300, tokens_per_s: 1000000}
+""")
+    return start_emulator("--config", str(path))
+
+
+async def test_concurrent_cold_requests_all_miss_and_each_pays_the_write(paced, long_text):
+    paced.reset()
+    an, oa = paced.async_anthropic(), paced.async_openai()
+    system = [{"type": "text", "text": long_text(1300, "Concurrent. "), "cache_control": {"type": "ephemeral"}}]
+    ask = {"model": "claude-sonnet-4-5", "max_tokens": 50, "system": system,
+           "messages": [{"role": "user", "content": "hi"}]}
+    cold = await asyncio.gather(*(an.messages.create(**ask) for _ in range(8)))
+    assert all(r.usage.cache_read_input_tokens == 0 for r in cold), "no request had begun answering"
+    written = cold[0].usage.cache_creation_input_tokens
+    assert written > 1024 and all(r.usage.cache_creation_input_tokens == written for r in cold), \
+        "each concurrent cold request pays its own cache write"
+    assert (await an.messages.create(**ask)).usage.cache_read_input_tokens == written, "once answered, it is read"
+    bill = paced.billing()["models"]["claude-sonnet-4-5"]
+    assert bill["cache_write_5m_tokens"] == 8 * written
+
+    messages = [{"role": "system", "content": long_text(1300, "Concurrent. ")}, {"role": "user", "content": "hi"}]
+    cold_oa = await asyncio.gather(*(oa.chat.completions.create(model="gpt-4o", messages=messages) for _ in range(8)))
+    assert all(r.usage.prompt_tokens_details.cached_tokens == 0 for r in cold_oa)
+    warm = await oa.chat.completions.create(model="gpt-4o", messages=messages)
+    assert warm.usage.prompt_tokens_details.cached_tokens > 1024
+    await an.close()
+    await oa.close()
+
+
+_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+
+
+def test_anthropic_tool_choice_thinking_and_images_invalidate_only_messages(emulator, long_text):
+    client = emulator.anthropic()
+    tools = [{"name": "lookup", "description": "Find an order", "input_schema": {"type": "object"}}]
+    system = [{"type": "text", "text": long_text(1200, "Rules. "), "cache_control": {"type": "ephemeral"}}]
+
+    def ask(extra_block=None, **kw):
+        content = [{"type": "text", "text": long_text(600, "Orders. "), "cache_control": {"type": "ephemeral"}},
+                   {"type": "text", "text": "Where is order 7?"}]
+        if extra_block:
+            content.append(extra_block)
+        return client.messages.create(model="claude-sonnet-4-5", max_tokens=2048, tools=tools, system=system,
+                                      messages=[{"role": "user", "content": content}], **kw).usage
+
+    whole = ask().cache_creation_input_tokens
+    assert ask().cache_read_input_tokens == whole
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _PNG}}
+    for change, kw in [("tool_choice", {"tool_choice": {"type": "any"}}),
+                       ("thinking", {"thinking": {"type": "enabled", "budget_tokens": 1024}}),
+                       ("image", {"extra_block": image})]:
+        changed = ask(**kw)
+        assert 1024 < changed.cache_read_input_tokens < whole, f"{change}: tools and system stay cached"
+        assert changed.cache_creation_input_tokens == whole - changed.cache_read_input_tokens, \
+            f"{change}: the message-level cache is written again"
+
+
+def test_anthropic_changed_tools_invalidate_everything_after_them(emulator, long_text):
+    client = emulator.anthropic()
+    tools = [{"name": f"tool_{i}", "description": long_text(300), "input_schema": {"type": "object"}} for i in range(5)]
+    tools[-1]["cache_control"] = {"type": "ephemeral"}
+    system = [{"type": "text", "text": long_text(1200, "Rules. "), "cache_control": {"type": "ephemeral"}}]
+    messages = [{"role": "user", "content": [{"type": "text", "text": long_text(600, "Orders. "),
+                                              "cache_control": {"type": "ephemeral"}}]}]
+
+    def ask(tools=tools, system=system):
+        return client.messages.create(model="claude-sonnet-4-5", max_tokens=50, tools=tools, system=system,
+                                      messages=messages).usage
+
+    whole = ask().cache_creation_input_tokens
+    assert ask().cache_read_input_tokens == whole
+    other_system = [{**system[0], "text": long_text(1200, "Other rules. ")}]
+    s = ask(system=other_system)
+    assert 1024 < s.cache_read_input_tokens < whole and s.cache_creation_input_tokens > 1024, \
+        "a new system: the tools stay cached, system and messages are written again"
+    other_tools = [{**tools[0], "description": "changed"}, *tools[1:]]
+    t = ask(tools=other_tools)
+    assert t.cache_read_input_tokens == 0 and t.cache_creation_input_tokens > 0, "new tools: nothing is read"

@@ -25,7 +25,7 @@ TIME_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": 
 
 
 def raw_post(emulator, body, **headers):
-    headers.setdefault("authorization", "Bearer sk-test")
+    headers.setdefault("authorization", "Bearer emulator-key")
     return emulator.http.post("/v1/chat/completions", json=body, headers=headers)
 
 
@@ -278,7 +278,7 @@ def test_invalid_requests(emulator, openai_spec, body, status, param):
 
 def test_bad_json_and_auth(emulator, openai_spec):
     bad = emulator.http.post("/v1/chat/completions", content=b"{not json",
-                             headers={"authorization": "Bearer x", "content-type": "application/json"})
+                             headers={"authorization": "Bearer emulator-key", "content-type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     for headers in ({}, {"authorization": "Bearer"}, {"authorization": "Basic abc"}):
         r = emulator.http.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": USER}, headers=headers)
@@ -290,7 +290,7 @@ def test_bad_json_and_auth(emulator, openai_spec):
 
 
 def test_model_listing(emulator, openai_spec):
-    r = emulator.http.get("/v1/models", headers={"authorization": "Bearer x"})
+    r = emulator.http.get("/v1/models", headers={"authorization": "Bearer emulator-key"})
     openai_spec.validate("ListModelsResponse", r.json())
     ids = {m.id for m in emulator.openai().models.list()}
     assert ids == {"gpt-4o", "gpt-4o-mini", "gpt-5-nano", "gpt-5-mini", "llama-3.1-8b-instant"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from thrifty_emulator.usage import TokenCounts, anthropic_stream_usage, anthropic_usage, openai_usage
 
 USER = [{"role": "user", "content": "Summarise our refund policy in two sentences."}]
-HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+HEADERS = {"x-api-key": "emulator-key", "anthropic-version": "2023-06-01"}
 
 
 def test_openai_prompt_tokens_include_cached():
@@ -44,7 +44,8 @@ def test_anthropic_stream_split():
 def test_live_anthropic_input_adds_up_to_the_counted_prompt(emulator, long_text):
     system = [{"type": "text", "text": long_text(1500), "cache_control": {"type": "ephemeral"}}]
     body = {"model": "claude-sonnet-4-5", "max_tokens": 30, "system": system, "messages": USER}
-    total = emulator.http.post("/v1/messages/count_tokens", json=body, headers=HEADERS).json()["input_tokens"]
+    counted = {k: v for k, v in body.items() if k != "max_tokens"}  # count_tokens takes no max_tokens
+    total = emulator.http.post("/v1/messages/count_tokens", json=counted, headers=HEADERS).json()["input_tokens"]
     write, read = (emulator.http.post("/v1/messages", json=body, headers=HEADERS).json()["usage"] for _ in range(2))
     assert write["cache_creation_input_tokens"] > 1000 and read["cache_read_input_tokens"] > 1000
     for u in (write, read):

@@ -14,8 +14,8 @@ from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from thrifty.wire.anthropic_usage import usage_from_anthropic
 from tests.shaping.helpers import FakeClock, agent_messages, anthropic_body, long_text, tool
 
-ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
-OPENAI_HEADERS = {"authorization": "Bearer sk-test"}
+ANTHROPIC_HEADERS = {"x-api-key": "emulator-key", "anthropic-version": "2023-06-01"}
+OPENAI_HEADERS = {"authorization": "Bearer emulator-key"}
 
 
 @pytest.fixture(scope="module")

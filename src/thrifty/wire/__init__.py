@@ -8,6 +8,7 @@ from __future__ import annotations
 from thrifty.contract.usage import Usage
 from thrifty.wire.anthropic_messages import AnthropicMessages
 from thrifty.wire.base import AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire
+from thrifty.wire.model_fit import fit_openai_body
 from thrifty.wire.openai_chat import OpenAIChat
 
 _REGISTRY: dict[str, Wire] = {}
@@ -41,8 +42,14 @@ ANTHROPIC_MESSAGES = register(AnthropicMessages())
 def upstream_request(client: Wire, upstream: Wire, body: Json, model: str, default_max_tokens: int) -> Json:
     """The client's request as `upstream` takes it, for `model`."""
     if client is upstream:
-        return upstream.passthrough_request(body, model)
-    return upstream.request_from_canonical(client.request_to_canonical(body, model), model, default_max_tokens)
+        out = upstream.passthrough_request(body, model)
+        chosen_by_gateway = body.get("model") != model
+    else:
+        out = upstream.request_from_canonical(client.request_to_canonical(body, model), model, default_max_tokens)
+        chosen_by_gateway = True
+    if upstream is OPENAI_CHAT and chosen_by_gateway:
+        out = fit_openai_body(out, model)  # what the chosen model would refuse (model_fit.py)
+    return out
 
 
 def client_answer(client: Wire, upstream: Wire, resp: Json, model: str) -> tuple[Json, Usage]:
