@@ -73,12 +73,30 @@ class LedgerConfig(_Strict):
     store_bodies: bool = False
     # PostgreSQL: where rows wait (in order, on disk) while the database is unreachable.
     spool_dir: str | None = None
+    # Every row is appended to a local journal before the answer's last bytes go out, so a crash
+    # (kill -9) loses no call; calls cut short are recorded as interrupted (ledger/journal.py).
+    journal: bool = True
+    # Default: `<sqlite file>.journal/`, or `<spool_dir>/journal/` for PostgreSQL. Local disk.
+    journal_dir: str | None = None
+    # fsync each journal write: survives a power cut too, at a disk flush per call.
+    journal_fsync: bool = False
 
 
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # Request bodies nested deeper than this (objects and arrays) get 400 at parse time. Stays
+    # below orjson's own limit of 254 when writing, so every accepted body can be re-serialised.
+    max_json_depth: int = Field(default=128, ge=8, le=250)
+    # Limits on slow and oversized clients (thrifty.api.server; the header limits and timeout
+    # apply under uvicorn, the default server). Headers over a limit get 431.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)  # request line + all headers
+    max_header_value_bytes: int = Field(default=8 * 1024, ge=256)  # one header's name + value
+    max_attribution_chars: int = Field(default=256, ge=1)  # x-thrifty-feature/-user/-task/-call-site: 400 above
+    header_timeout_s: float = Field(default=10.0, gt=0)  # complete headers within N s of connecting, or closed
+    body_timeout_s: float = Field(default=30.0, gt=0)  # the whole body within N s of the headers, or 408
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0)  # an idle keep-alive connection is closed after N s
 
 
 class Defaults(_Strict):

@@ -62,6 +62,12 @@ class RequestTooLarge(GatewayError):
     status, kind = 413, "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its whole request body in time (HTTP 408)."""
+
+    status, kind = 408, "invalid_request"
+
+
 class RateLimited(GatewayError):
     status, kind = 429, "rate_limit"
 
@@ -74,6 +80,15 @@ class UpstreamError(GatewayError):
 
 class UpstreamTimeout(UpstreamError):
     status, kind = 504, "timeout"
+
+
+class UpstreamCredentialsRefused(UpstreamError):
+    """The provider refused the gateway's own credentials (its 401/403). The client's virtual key
+    was fine, so the client gets a 502, not a 401 that would send it looking at its own key; the
+    call is not retried (the same key would be refused again)."""
+
+    def __init__(self, message: str, **kw) -> None:
+        super().__init__(message, code="upstream_credentials_refused", **kw)
 
 
 class Overloaded(GatewayError):
@@ -108,6 +123,11 @@ class CalibrationError(ThriftyError):
 
 class BudgetStoreUnavailable(ThriftyError):
     """The budget store could not be reached; the enforcer decides between 503 and fail-open."""
+
+
+class BudgetStoreNotSeeded(BudgetStoreUnavailable):
+    """The budget store answers but holds no counters yet (new, restarted without persistence,
+    or wiped): until they are re-seeded from the ledger it is treated as unavailable."""
 
 
 class BudgetExceeded(RateLimited):
@@ -174,5 +194,8 @@ KIND_BY_STATUS: dict[int, type[GatewayError]] = {
 
 def error_for_status(status: int, message: str, **kw) -> GatewayError:
     """The GatewayError subclass that matches an upstream HTTP status."""
+    if status in (401, 403):
+        return UpstreamCredentialsRefused(f"{message} (the provider refused the gateway's credentials "
+                                          f"with {status}; the operator must fix the provider key)", **kw)
     cls = KIND_BY_STATUS.get(status, UpstreamError if status >= 500 else InvalidRequest)
     return cls(message, status=status, **kw)

@@ -18,3 +18,22 @@ def _default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=_default)
+
+
+def nesting_exceeds(raw: bytes, obj: Any, limit: int) -> bool:
+    """Whether the parsed `obj` (from `raw`) nests objects and arrays deeper than `limit`.
+
+    Cheap for ordinary requests: a document with no more than `limit` brackets in all cannot be
+    deeper than that (two C-level counts); otherwise the containers alone are walked, iteratively.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(obj, 1)] if isinstance(obj, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in (node.values() if isinstance(node, dict) else node):
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False

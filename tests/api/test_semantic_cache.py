@@ -69,4 +69,4 @@ def test_feedback_errors(faq_stack):
     assert r.status_code == 401
     r = httpx.post(f"{s.url}/v1/thrifty/feedback", headers={"authorization": f"Bearer {s.key}"},
                    json={"request_id": "thr_unknown"})
-    assert r.status_code == 200 and r.json()["known"] is False
+    assert r.status_code == 404 and r.json()["error"]["param"] == "request_id"

@@ -13,7 +13,6 @@ import pytest
 from thrifty_emulator import build_app, default_config
 from thrifty_emulator.prompt import Block
 from thrifty_emulator.prompt_cache import BreakpointCache, CacheUse, PrefixCache
-from thrifty.tokens import count_text_tokens
 from thrifty_emulator.prompt import ClaudeTokenizer
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from decimal import Decimal
 
@@ -111,8 +112,19 @@ def test_a_request_id_is_written_once(ledger, caplog):
     assert "already in the ledger" in caplog.text
 
 
+def test_text_postgres_refuses_is_cleaned_and_the_row_kept(ledger, db):
+    # PostgreSQL text cannot hold NUL, and no driver can encode a lone surrogate.
+    ledger.record(make_row("nul", tenant="nul\x00byte", user="u\x00", feature="f\ud800x",
+                           request_body='{"q": "\x00"}', error_type="e\x00"))
+    ledger.flush()
+    (row,) = ledger.rows()
+    assert (row.tenant, row.user, row.feature, row.error_type, row.request_body) == \
+        ("nul\ufffdbyte", "u\ufffd", "f\ufffdx", "e\ufffd", '{"q": "\ufffd"}')
+    assert not os.path.exists(ledger.spill_path)
+
+
 def test_a_row_the_database_rejects_goes_aside_not_to_the_spool(ledger):
-    bad = make_row("bad", tenant="nul\x00byte")  # PostgreSQL text cannot hold NUL
+    bad = make_row("bad", started_at=float("nan"), tenant=object())  # cannot be sent as a column
     for r in [make_row(1), bad, make_row(2), "not a row"]:
         ledger.record(r)
     ledger.flush()

@@ -50,7 +50,9 @@ def start(tmp, *, routing: bool, reliability: dict | None = None) -> Stack:
 
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory):
-    s = start(tmp_path_factory.mktemp("reliability-routed"), routing=True)
+    # Any deployment of the tier may serve a fallback (the default allows no dearer one).
+    s = start(tmp_path_factory.mktemp("reliability-routed"), routing=True,
+              reliability={"fallback_max_price_ratio": None})
     yield s
     s.gateway.stop()
     s.emulator.stop()

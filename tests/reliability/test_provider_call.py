@@ -142,13 +142,23 @@ async def test_a_429_moves_to_the_next_deployment_at_once_with_the_shaped_body()
     assert len(a.bodies) == 1 and call2.route.model == "b" and call2.retries == 0
 
 
-async def test_a_429_without_another_deployment_goes_back_to_the_client():
+async def test_a_429_without_another_deployment_goes_back_to_the_client_when_its_wait_is_long():
+    a = Scripted("a", [error_for_status(429, "slow down", retry_after="20")])
+    gw = gateway({"a": a})
+    pc, call = provider_call(gw), make_call(gw, "a", tier=None)  # rate_limit_wait_s: 5
+    with pytest.raises(GatewayError) as info:
+        await pc(call)
+    assert info.value.status == 429 and info.value.retry_after == "20" and call.retries == 0
+    assert len(a.bodies) == 1 and pc.slept == []
+
+
+async def test_a_short_429_without_another_deployment_is_waited_out_and_retried():
     a = Scripted("a", [error_for_status(429, "slow down", retry_after="2")])
     gw = gateway({"a": a})
     pc, call = provider_call(gw), make_call(gw, "a", tier=None)
-    with pytest.raises(GatewayError) as info:
-        await pc(call)
-    assert info.value.status == 429 and info.value.retry_after == "2" and call.retries == 0
+    answer = await pc(call)
+    assert answer.complete and call.retries == 1 and len(a.bodies) == 2
+    assert len(pc.slept) == 1 and 1.5 < pc.slept[0] <= 2.0  # the retry-after, not a backoff
 
 
 async def test_fallback_to_another_catalog_provider_rebuilds_the_body():

@@ -25,11 +25,12 @@ import dataclasses
 
 import hmac
 import logging
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs
 
 from thrifty import jsonutil
-from thrifty.api.asgi import Receive, Scope, Send, read_body, send_response
+from thrifty.api.asgi import Receive, Scope, Send, parse_json, read_body, send_response
+from thrifty.budgets.limits import Scope as BudgetScope
 from thrifty.wire import OPENAI_CHAT as OPENAI
 from thrifty.api.admin_savings import savings
 from thrifty.core.gateway import Gateway
@@ -135,12 +136,7 @@ class AdminAPI:
                 "prompt_cache_prefixes": [dataclasses.asdict(p) for p in prefixes]}
 
     async def _create(self, receive: Receive, headers: dict[str, str]) -> tuple[int, Any]:
-        try:
-            body = jsonutil.loads(await read_body(receive, headers, _MAX_BODY))
-        except ValueError:
-            raise InvalidRequest("the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("the request body must be a JSON object")
+        body = await read_json_object(receive, headers)
         tenant, name = body.get("tenant"), body.get("name")
         if not isinstance(tenant, str) or not tenant.strip():
             raise InvalidRequest("'tenant' (a non-empty string) is required", param="tenant")
@@ -189,12 +185,7 @@ class AdminAPI:
 
         from thrifty.budgets.limits import BudgetConfig
 
-        try:
-            body = jsonutil.loads(await read_body(receive, headers, _MAX_BODY))
-        except ValueError:
-            raise InvalidRequest("the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("the request body must be a JSON object (a budget)")
+        body = await read_json_object(receive, headers, "a JSON object (a budget)")
         if body.setdefault("name", name) != name:
             raise InvalidRequest(f"the body's name {body['name']!r} differs from the path's {name!r}",
                                  param="name")
@@ -227,10 +218,12 @@ class AdminAPI:
     async def _spend(self, scope: Scope) -> dict[str, Any]:
         from thrifty.errors import BudgetStoreUnavailable
 
-        q = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        q = query(scope, SPEND_PARAMS)
         which = q.get("scope")
         if not which:
-            raise InvalidRequest("'scope' is required (global, tenant, feature, user, task, ...)", param="scope")
+            raise InvalidRequest(f"'scope' is required (one of {', '.join(SCOPES)})", param="scope")
+        if which not in SCOPES:
+            raise InvalidRequest(f"scope must be one of {', '.join(SCOPES)}, not {which[:40]!r}", param="scope")
         try:
             return await self.gateway.budgets.spend(which, q.get("value"), tenant=q.get("tenant"))
         except ValueError as exc:
@@ -238,6 +231,31 @@ class AdminAPI:
         except BudgetStoreUnavailable as exc:
             raise GatewayError(f"the budget counters cannot be read: {exc}", status=503,
                                code="budget_store_unavailable") from None
+
+
+SCOPES: tuple[str, ...] = get_args(BudgetScope)
+SPEND_PARAMS = ("scope", "value", "tenant")
+
+
+def query(scope: Scope, known: tuple[str, ...]) -> dict[str, str]:
+    """The query string's parameters (the last of repeated ones): 400 for one not in `known` or a
+    query string that is not UTF-8."""
+    try:
+        q = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("utf-8")).items()}
+    except UnicodeDecodeError:
+        raise InvalidRequest("the query string is not valid UTF-8") from None
+    unknown = sorted(set(q) - set(known))
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter {unknown[0][:40]!r} (known: {', '.join(known)})",
+                             param=unknown[0][:40])
+    return q
+
+
+async def read_json_object(receive: Receive, headers: dict[str, str], what: str = "a JSON object") -> dict[str, Any]:
+    body = parse_json(await read_body(receive, headers, _MAX_BODY))
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be {what}")
+    return body
 
 
 def _method_not_allowed(method: str, path: str) -> GatewayError:

@@ -15,6 +15,7 @@ Money is exact decimal strings. `saved_usd` = baseline - actual = the sum of the
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,9 +30,14 @@ _GROUPS = {"feature": "feature", "tenant": "tenant", "model": "served_model", "s
 
 def _time(value: str, param: str) -> float:
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise InvalidRequest(f"{param}: expected a finite number of unix seconds, got {value[:40]!r}",
+                                 param=param)
+        return seconds
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from thrifty import jsonutil
+from thrifty.api import openapi
 from thrifty.api.admin import AdminAPI
 from thrifty.api.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from thrifty.api.chat import handle_chat
@@ -48,6 +49,8 @@ class GatewayApp:
             await send_response(send, 200, b'{"status":"ok"}')
         elif method == "GET" and path in ("/v1/models", "/models"):
             await self._models(send, headers)
+        elif method == "GET" and path == "/openapi.json":
+            await send_response(send, 200, openapi.document())
         elif path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, receive, send, headers)
         else:
@@ -70,9 +73,10 @@ class GatewayApp:
 
     async def _feedback(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         """`{"request_id": ..., "bad": true}`: a cached answer was wrong. The semantic cache evicts
-        it and tightens the namespace it came from."""
+        it and tightens the namespace it came from. Only the tenant the answer was served to may
+        say so; for any other the id is unknown (404), exactly as an id never served."""
         try:
-            await self.gateway.tenant_for(OPENAI_CHAT.api_key(headers))
+            tenant = await self.gateway.tenant_for(OPENAI_CHAT.api_key(headers))
             try:
                 body = jsonutil.loads(await read_body(receive, headers, 64 * 1024))
             except ValueError:
@@ -83,7 +87,10 @@ class GatewayApp:
             stage = self.stages.get("semantic_cache")
             if stage is None:
                 raise InvalidRequest("the semantic cache is not enabled on this gateway")
-            result = await stage.feedback(body["request_id"], bool(body.get("bad", True)))
+            result = await stage.feedback(tenant, body["request_id"], bool(body.get("bad", True)))
+            if result is None:
+                raise NotFound("no answer with this request_id was served from the semantic cache "
+                               "to this key's tenant", param="request_id", code="unknown_request_id")
         except GatewayError as err:
             await send_response(send, err.status, OPENAI_CHAT.error_body(err, ""))
             return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable, Mapping
 
-from thrifty.errors import RequestTooLarge
+from thrifty import jsonutil
+from thrifty.errors import InvalidRequest, RequestTimeout, RequestTooLarge
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -19,10 +21,39 @@ def header_map(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+# Defaults of `server.body_timeout_s` and `server.max_json_depth`, for callers without the config.
+BODY_TIMEOUT_S = 30.0
+MAX_JSON_DEPTH = 128
+
+
+async def read_body(receive: Receive, headers: dict[str, str], limit: int,
+                    timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The whole request body: 413 above `limit` bytes, 408 when it has not all arrived within
+    `timeout_s` of the first read."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body was not received within {timeout_s:g} s",
+                             code="request_timeout") from None
+
+
+def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A request body as JSON: 400 when it is not JSON or nests deeper than `max_depth`."""
+    try:
+        body = jsonutil.loads(raw)
+    except ValueError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    if jsonutil.nesting_exceeds(raw, body, max_depth):
+        raise InvalidRequest(f"the request body nests objects and arrays deeper than {max_depth} levels",
+                             code="json_too_deep")
+    return body
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 
 from thrifty import jsonutil
-from thrifty.api.asgi import Receive, Scope, Send, end_stream, read_body, send_response, start_stream, stream_chunk
+from thrifty.api.asgi import (
+    Receive, Scope, Send, end_stream, parse_json, read_body, send_response, start_stream, stream_chunk,
+)
 from thrifty.contract import Answer, Call, Next
 from thrifty.core.gateway import Gateway
 from thrifty.core.recorder import Exchange, saved_usd
@@ -26,11 +28,26 @@ from thrifty.wire import Wire
 log = logging.getLogger("thrifty.api")
 
 _SERVED_FROM_CACHE = ("exact", "semantic")
+ATTRIBUTION_HEADERS = ("x-thrifty-feature", "x-thrifty-user", "x-thrifty-task", "x-thrifty-call-site")
 
 
 def request_hash(body: dict[str, Any]) -> str:
     """SHA-256 of the request as canonical JSON (keys sorted, no insignificant whitespace)."""
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_attribution(headers: dict[str, str], cap: int) -> None:
+    """Attribution headers longer than `cap` characters are refused (400, naming the header), not
+    cut: a cut name could merge two features' spend. The call's ledger row keeps the first `cap`."""
+    for name in ATTRIBUTION_HEADERS:
+        value = headers.get(name)
+        if value is not None and len(value) > cap:
+            raise InvalidRequest(f"header {name} is {len(value)} characters long; the limit is {cap} "
+                                 "(server.max_attribution_chars)", param=name, code="header_too_long")
+
+
+def _clip(value: str | None, cap: int) -> str | None:
+    return value if value is None or len(value) <= cap else value[:cap]
 
 
 def format_usd(amount: Decimal | None) -> str:
@@ -49,10 +66,13 @@ async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive
         await send_response(send, err.status, wire.error_body(err, rid), {"x-thrifty-request-id": rid})
         return
 
+    cap = gw.config.server.max_attribution_chars
     ex = Exchange(request_id=rid, started_at=started, tenant=tenant, surface=wire.name,
-                  feature=headers.get("x-thrifty-feature"), user=headers.get("x-thrifty-user"),
-                  task=headers.get("x-thrifty-task"), call_site=headers.get("x-thrifty-call-site"))
+                  feature=_clip(headers.get("x-thrifty-feature"), cap), user=_clip(headers.get("x-thrifty-user"), cap),
+                  task=_clip(headers.get("x-thrifty-task"), cap),
+                  call_site=_clip(headers.get("x-thrifty-call-site"), cap))
     http = _Http(gw, wire, send, ex, clock0)
+    gw.recorder.begin(ex)  # journaled: a crash from here on leaves the call recorded as interrupted
     try:
         call = await http.read_call(receive, headers, tenant)
         await http.answer(call, await flow(call))
@@ -62,35 +82,44 @@ async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive
         log.exception("unhandled error in request %s", rid)
         await http.fail(UpstreamError(f"internal gateway error: {type(exc).__name__}", status=500))
     finally:
-        ex.finished_at = time.time()
-        ex.latency_ms = (time.perf_counter() - clock0) * 1000.0
-        gw.recorder.record(ex, http.call, http.answered)
+        http.record()  # if not recorded before the answer's last bytes (cancelled, or failed sending)
 
 
 class _Http:
     """The HTTP side of one call: reading the request and sending the answer."""
 
-    __slots__ = ("gw", "wire", "send", "ex", "clock0", "streaming", "call", "answered")
+    __slots__ = ("gw", "wire", "send", "ex", "clock0", "streaming", "call", "answered", "recorded")
 
     def __init__(self, gw: Gateway, wire: Wire, send: Send, ex: Exchange, clock0: float) -> None:
         self.gw, self.wire, self.send, self.ex, self.clock0 = gw, wire, send, ex, clock0
         self.streaming = False  # True once the 200 and the first bytes of a stream are sent
         self.call: Call | None = None
         self.answered: Answer | None = None
+        self.recorded = False
+
+    def record(self) -> None:
+        """Write the call's row, once: before the last bytes of the answer are sent, so that a
+        client never has an answer whose row could still be lost (the ledger journals it)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        ex = self.ex
+        ex.finished_at = time.time()
+        ex.latency_ms = (time.perf_counter() - self.clock0) * 1000.0
+        self.gw.recorder.record(ex, self.call, self.answered)
 
     async def read_call(self, receive: Receive, headers: dict[str, str], tenant: str) -> Call:
         gw, ex = self.gw, self.ex
-        raw = await read_body(receive, headers, gw.config.server.max_body_bytes)
-        try:
-            body = jsonutil.loads(raw)
-        except ValueError:
-            raise InvalidRequest("the request body is not valid JSON") from None
+        server = gw.config.server
+        check_attribution(headers, server.max_attribution_chars)
+        raw = await read_body(receive, headers, server.max_body_bytes, server.body_timeout_s)
+        body = parse_json(raw, server.max_json_depth)
         if gw.config.ledger.store_bodies:
             ex.request_body = raw.decode("utf-8", "replace")
         model, stream = self.wire.check(body)
         ex.requested_model, ex.stream = model, stream
         if ex.user is None:
-            ex.user = self.wire.user(body)
+            ex.user = _clip(self.wire.user(body), server.max_attribution_chars)
         ex.request_hash = request_hash(body)
         self.call = Call(request_id=ex.request_id, tenant=tenant, wire=self.wire, headers=headers, body=body,
                          model=model, stream=stream, feature=ex.feature, user=ex.user, task=ex.task,
@@ -118,8 +147,9 @@ class _Http:
                 self.ex.response_body = payload.decode("utf-8", "replace")
             self.ex.status = 200
             accounting = self.gw.accountant.of_call(call, answer)  # the recorder reads the same one
-            await send_response(self.send, 200, payload, self._headers(
-                format_usd(answer.cost), format_usd(saved_usd(accounting, answer.cost))))
+            headers = self._headers(format_usd(answer.cost), format_usd(saved_usd(accounting, answer.cost)))
+            self.record()
+            await send_response(self.send, 200, payload, headers)
             return
         assert answer.events is not None
         encode, send = self.wire.encode_event, self.send
@@ -134,6 +164,7 @@ class _Http:
             await start_stream(send, self._headers("pending", "pending"))
             self.streaming = True
         self.ex.status = 200
+        self.record()
         await end_stream(send, self.wire.stream_end)
 
     async def fail(self, err: GatewayError) -> None:
@@ -141,9 +172,11 @@ class _Http:
         ex.status, ex.error_type = err.status, err.kind
         if self.streaming:
             # Headers are gone: end the stream with the protocol's error event instead.
+            self.record()
             await end_stream(self.send, self.wire.stream_error(err))
             return
         headers = self._headers("0", "0")
         if err.retry_after:
             headers["retry-after"] = err.retry_after
+        self.record()
         await send_response(self.send, err.status, self.wire.error_body(err, ex.request_id), headers)

@@ -11,6 +11,11 @@ mid-call stops holding budget once `reservation_ttl_s` (the `ttl` below) has pas
 Settling is idempotent without a marker per call: a settle counts only if it finds the call's
 hold, which it then removes. A hold that expired is kept as a bare record for one more `ttl`,
 so that a call that was slow rather than dead still has its spend counted, once.
+
+A store made with `require_seed` knows whether its counters were seeded from the ledger (Redis: a
+marker key holding the seeding's epoch, written in the same step as the counters). While it was
+not (a new store, a Redis restarted without persistence, a FLUSHDB), reserve and read raise
+BudgetStoreNotSeeded, and the enforcer re-seeds the current windows from the ledger (reseed.py).
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ class BucketSpec:
     refund_unused: bool  # tpm gives back what the call did not use; rpm keeps the request counted
 
 
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """What a counter holds when re-seeded: the spend the ledger has for its window."""
+
+    key: str  # counter id, without the store's prefix
+    usd: int  # nano-dollars
+    tokens: int
+    expire_at: float  # as HoldSpec.expire_at
+
+
 @dataclass(slots=True)
 class ReserveResult:
     ok: bool
@@ -70,6 +85,7 @@ class ReserveResult:
 class BudgetStore(ABC):
     name: str = "store"
     where: str = ""  # for messages: "in-process", or the Redis URL without its password
+    require_seed: bool = False  # refuse reserve/read (BudgetStoreNotSeeded) until seed() ran
 
     @abstractmethod
     async def reserve(self, rid: str, holds: Sequence[HoldSpec], buckets: Sequence[BucketSpec],
@@ -97,6 +113,16 @@ class BudgetStore(ABC):
     @abstractmethod
     async def claim(self, marker: str, until: float, now: float) -> bool:
         """True for the first caller to claim `marker` before `until` (alerts fire once)."""
+
+    @abstractmethod
+    async def seeded(self) -> bool:
+        """Whether seed() ran on this store since it was last empty (always True without
+        `require_seed`)."""
+
+    @abstractmethod
+    async def seed(self, seeds: Sequence[Seed], now: float) -> bool:
+        """Set each counter's spend to its seed and mark the store seeded, in one step, unless it
+        is seeded already (another replica was first): then nothing changes and it returns False."""
 
     async def close(self) -> None:
         return None

@@ -10,11 +10,19 @@ limit buckets, all at once or not at all. Spend past a hard limit is therefore i
 many calls run at once: each call only starts when its worst case fits beside what is spent and
 what calls in flight hold. Settling replaces the hold by the actual cost; releasing drops it.
 Both are idempotent, and a hold left behind by a crashed replica expires after
-`reservation_ttl_s`.
+`reservation_ttl_s`; with the ledger's journal (`journal`), the replica's next start settles it at
+its worst case first (settle_interrupted).
+
+With a ledger to read back from, the store must be seeded: counters that come back empty (a new
+process, a Redis restarted without persistence) are re-seeded from the ledger's spend in the
+current windows (reseed.py) before any call is let through; until then calls fail closed as
+when the store is unreachable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,9 +36,10 @@ from thrifty.budgets.backend import (
 from thrifty.budgets.applied import Applied, AppliedRate
 from thrifty.budgets.limits import BackendConfig, BudgetConfig, BudgetsConfig, RateLimitConfig
 from thrifty.budgets.messages import alert_payload, budget_refusal, percent, rate_refusal
+from thrifty.budgets.reseed import LedgerSpend
 from thrifty.budgets.scopes import CallScopes, key_part
 from thrifty.budgets.windows import SYSTEM_CLOCK, Clock, Windows, iso
-from thrifty.errors import BudgetExceeded, BudgetStoreUnavailable, BudgetUnavailable
+from thrifty.errors import BudgetExceeded, BudgetStoreNotSeeded, BudgetStoreUnavailable, BudgetUnavailable
 from thrifty.ids import RandomIds
 
 log = logging.getLogger("thrifty.budgets")
@@ -40,15 +49,18 @@ _TENANT_QUALIFIED = ("feature", "user", "task")
 _FAIL_OPEN_LOG_EVERY_S = 10.0
 
 
-def open_store(backend: BackendConfig) -> BudgetStore:
+_RESEED_WAIT_S = 5.0  # how long a call waits for a re-seed under way before it is refused
+
+
+def open_store(backend: BackendConfig, *, require_seed: bool = False) -> BudgetStore:
     if backend.kind == "redis":
         from thrifty.budgets.redis_backend import RedisStore
 
         return RedisStore(backend.redis_url, prefix=backend.key_prefix, timeout_s=backend.timeout_s,
-                          max_connections=backend.max_connections)
+                          max_connections=backend.max_connections, require_seed=require_seed)
     from thrifty.budgets.memory import MemoryStore
 
-    return MemoryStore()
+    return MemoryStore(require_seed=require_seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +144,13 @@ class Reservation:
 
 class Enforcer:
     def __init__(self, config: BudgetsConfig, store: BudgetStore | None = None, *,
-                 clock: Clock = SYSTEM_CLOCK, alerter: Alerter | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, alerter: Alerter | None = None,
+                 ledger: Any = None) -> None:
         self.config = config
-        self.store = store if store is not None else open_store(config.backend)
+        # `ledger` (a thrifty.ledger.Ledger): where an empty store's counters are re-seeded from.
+        self._spend_source = LedgerSpend(ledger) if ledger is not None else None
+        self._reseeding: asyncio.Task[bool] | None = None
+        self.store = store if store is not None else open_store(config.backend, require_seed=ledger is not None)
         self._ids = RandomIds()
         self.clock = clock
         self.alerter = alerter if alerter is not None else Alerter(config.webhook_timeout_s)
@@ -149,6 +165,9 @@ class Enforcer:
                             for b in self._budgets}
         self._fail_open_logged = 0.0
         self._sent: dict[str, float] = {}  # alert markers this replica has claimed, until when
+        # The ledger's journal (Ledger.hold / holds_settled), set by the gateway: each hold is
+        # on disk until settled, so a crash mid-call leaves it for settle_interrupted().
+        self.journal: Any = None
         if config.active:
             log.info("budgets: %d budget(s), %d rate limit(s), counters %s; if they cannot be reached, "
                      "calls are %s", len(self._budgets), len(self._rates), self.store.where,
@@ -225,12 +244,26 @@ class Enforcer:
                         for key, cap, rate, tpm in plan.buckets)
         r = Reservation(self._ids.hex(), scopes, from_nano(usd), worst_tokens, now,
                         plan.applied, holds, plan.rates, buckets)
+        # Journaled before it is asked for: a crash after the store took it but before its answer
+        # arrived still leaves it for settle_interrupted() (a no-op where the store never took it).
+        journal = self.journal if r.holds else None
+        if journal is not None:
+            journal.hold(r.id, self.held(r))
         try:
-            result = await self.store.reserve(r.id, holds, buckets, now, ttl)
+            try:
+                result = await self.store.reserve(r.id, holds, buckets, now, ttl)
+            except BudgetStoreNotSeeded as exc:
+                if not await self._reseeded():
+                    raise exc from None
+                result = await self.store.reserve(r.id, holds, buckets, now, ttl)
         except BudgetStoreUnavailable as exc:
+            if journal is not None:
+                journal.holds_settled((r.id,))
             return self._unavailable(r, exc, now)
         r.before = tuple(result.totals)
         if not result.ok:
+            if journal is not None:
+                journal.holds_settled((r.id,))
             err = self._refusal(r, result.failed, result.waits, now)
             raise err
         soft = [i for i in result.failed if holds[i].mode == SOFT]
@@ -271,13 +304,46 @@ class Enforcer:
             # The call is over; nothing to refuse. Its holds expire after reservation_ttl_s.
             log.error("budgets: could not %s reservation %s (%s); its spend of $%s is not counted",
                       "settle" if r.state == "settled" else "release", r.id, exc, from_nano(usd))
-            return
+            return  # still journaled: the next start settles it at its worst case
+        if self.journal is not None and r.holds:
+            self.journal.holds_settled((r.id,))
         if after is None or not usd and not tokens:
             return
         for i, (u, t) in enumerate(after):
             a = r.applied[i]
             if a.budget.alert_at:
                 self._thresholds(r, i, (u - usd, t - tokens), (u, t), now)
+
+    # --- calls interrupted by a crash -----------------------------------------------------
+
+    @staticmethod
+    def held(r: Reservation) -> dict[str, Any]:
+        """What settle_interrupted() needs of `r`, as JSON (the ledger journals it)."""
+        return {"id": r.id, "holds": [dataclasses.asdict(h) for h in r.holds],
+                "buckets": [dataclasses.asdict(b) for b in r.buckets]}
+
+    async def settle_interrupted(self, held: dict[str, Any], now: float | None = None) -> bool | None:
+        """Settle at its worst case a reservation (`held()`) whose process died mid-call: the
+        provider may have billed it all, so it counts as if it had (fail closed, never under).
+
+        True when the store still held it and counted it; False when it did not (settled or
+        released before the crash, or gone: an in-process store does not outlive its process,
+        and a hold not settled within `reservation_ttl_s` expires, its bare record kept one more
+        ttl, so a restart later than about twice the ttl after the crash finds nothing to
+        count); None when the store cannot be reached (try again at the next start).
+        """
+        rid = held["id"]
+        holds = tuple(HoldSpec(**h) for h in held["holds"])
+        buckets = tuple(BucketSpec(**b) for b in held.get("buckets", ()))
+        now = self.clock() if now is None else now
+        try:
+            after = await self.store.settle(rid, holds, [(h.usd, h.tokens) for h in holds], buckets,
+                                            [0] * len(buckets), now)
+        except BudgetStoreUnavailable as exc:
+            log.error("budgets: could not settle interrupted reservation %s (%s); tried again at "
+                      "the next start", rid, exc)
+            return None
+        return after is not None
 
     # --- reading ------------------------------------------------------------------------
 
@@ -303,7 +369,13 @@ class Enforcer:
             if b.scope in _TENANT_QUALIFIED and b.per_tenant and not tenant:
                 raise ValueError(f"spend: budget {b.name!r} is counted per tenant; give the tenant")
             found.append(self._apply(b, scopes, value, now))
-        rows = await self.store.read([a.counter for a in found], now)
+        keys = [a.counter for a in found]
+        try:
+            rows = await self.store.read(keys, now)
+        except BudgetStoreNotSeeded:
+            if not await self._reseeded():
+                raise
+            rows = await self.store.read(keys, now)
         budgets = []
         for a, (su, st, hu, ht) in zip(found, rows):
             b = a.budget
@@ -316,8 +388,50 @@ class Enforcer:
         return {"scope": scope, "value": value, "tenant": tenant, "budgets": budgets}
 
     async def close(self) -> None:
+        if self._reseeding is not None and not self._reseeding.done():
+            self._reseeding.cancel()
         await self.alerter.close()
         await self.store.close()
+
+    # --- re-seeding an empty store --------------------------------------------------------
+
+    async def reseed(self) -> bool:
+        """Fill an unseeded store's current-window counters from the ledger; True when this
+        call wrote them (False: seeded already, by this replica or another, or nothing to
+        seed from). Raises BudgetStoreUnavailable when the store cannot be reached."""
+        if self._spend_source is None or await self.store.seeded():
+            return False
+        now = self.clock()
+        try:
+            seeds = await asyncio.to_thread(self._spend_source.seeds, self._budgets, now, self._ttl,
+                                            self.config.lifetime_idle_s)
+        except Exception as exc:  # the ledger could not be read: stay closed, try again on the next call
+            log.error("budgets: counters %s are empty and cannot be re-seeded from the ledger: %s",
+                      self.store.where, exc)
+            raise BudgetStoreUnavailable(f"{self.store.where}: re-seeding from the ledger failed") from exc
+        wrote = await self.store.seed(seeds, now)
+        if wrote:
+            self._plans.clear()
+            log.warning("budgets: counters %s were empty (new, restarted or wiped); re-seeded %d "
+                        "counter(s) from the ledger's spend in their current windows",
+                        self.store.where, len(seeds))
+        return wrote
+
+    async def _reseeded(self) -> bool:
+        """Re-seed once for all the calls that find the store unseeded (they wait for the same
+        task, up to a few seconds); True when the store is seeded afterwards."""
+        if self._spend_source is None:
+            return False
+        task = self._reseeding
+        if task is None or task.done():
+            task = self._reseeding = asyncio.ensure_future(self.reseed())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), _RESEED_WAIT_S)
+        except asyncio.TimeoutError:
+            return False
+        except BudgetStoreUnavailable:
+            return False
+        return True
 
     # --- internals -----------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ import threading
 from typing import Sequence
 
 from thrifty.budgets.backend import (
-    BLOCK, UNLIMITED, BucketSpec, BudgetStore, HoldSpec, ReserveResult,
+    BLOCK, UNLIMITED, BucketSpec, BudgetStore, HoldSpec, ReserveResult, Seed,
 )
+from thrifty.errors import BudgetStoreNotSeeded
 
 _SWEEP_EVERY_S = 10.0
 
@@ -78,7 +79,11 @@ class MemoryStore(BudgetStore):
     name = "memory"
     where = "in-process"
 
-    def __init__(self) -> None:
+    def __init__(self, *, require_seed: bool = False) -> None:
+        # A new process starts with no counters: with require_seed the enforcer fills them from
+        # the ledger before the first call is let through (a restart does not forget the month).
+        self.require_seed = require_seed
+        self._seeded = not require_seed
         self._counters: dict[str, _Counter] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._markers: dict[str, float] = {}
@@ -97,6 +102,7 @@ class MemoryStore(BudgetStore):
     async def reserve(self, rid: str, holds: Sequence[HoldSpec], buckets: Sequence[BucketSpec],
                       now: float, ttl: float) -> ReserveResult:
         with self._lock:
+            self._check_seeded()
             self._grace = ttl
             self._maybe_sweep(now)
             counters = [self._counter(h) for h in holds]
@@ -160,6 +166,7 @@ class MemoryStore(BudgetStore):
 
     async def read(self, keys: Sequence[str], now: float) -> list[tuple[int, int, int, int]]:
         with self._lock:
+            self._check_seeded()
             out = []
             for key in keys:
                 c = self._counters.get(key)
@@ -176,6 +183,26 @@ class MemoryStore(BudgetStore):
                 return False
             self._markers[marker] = until
             return True
+
+    async def seeded(self) -> bool:
+        return self._seeded
+
+    async def seed(self, seeds: Sequence[Seed], now: float) -> bool:
+        with self._lock:
+            if self._seeded:
+                return False
+            for s in seeds:
+                c = self._counters.get(s.key)
+                if c is None:
+                    c = self._counters[s.key] = _Counter(s.expire_at)
+                c.usd, c.tokens = s.usd, s.tokens
+                c.expire_at = max(c.expire_at, s.expire_at)
+            self._seeded = True
+            return True
+
+    def _check_seeded(self) -> None:
+        if not self._seeded:
+            raise BudgetStoreNotSeeded("in-process budget counters are not seeded from the ledger yet")
 
     def _maybe_sweep(self, now: float) -> None:
         if now < self._next_sweep:

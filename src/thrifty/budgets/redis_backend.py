@@ -13,6 +13,8 @@ since one script touches all the keys of a request):
                    hold becomes `~<rid>` for one more TTL, so a late settle still counts once
 - `r:<bucket>`     hash: `l` level, `s` time of that level (rpm/tpm token buckets)
 - `a:<marker>`     an alert already sent in this window
+- `epoch`          set when the counters were seeded from the ledger (with `require_seed`); a
+                   store without it is new or was wiped, and reserve/read refuse until re-seeded
 
 Window counters expire with their window (relative to the caller's clock: replicas' clocks need
 not agree with the Redis server's), plus the reservation TTL for late settles; lifetime counters
@@ -26,9 +28,9 @@ import math
 import time
 from typing import Any, Sequence
 
-from thrifty.errors import BudgetStoreUnavailable
+from thrifty.errors import BudgetStoreNotSeeded, BudgetStoreUnavailable
 from thrifty.budgets.backend import (
-    BucketSpec, BudgetStore, HoldSpec, ReserveResult,
+    BucketSpec, BudgetStore, HoldSpec, ReserveResult, Seed,
 )
 
 # Integers are formatted with %d: Lua's tostring would turn 1e17 into "1e+17".
@@ -55,9 +57,11 @@ end
 # KEYS: per hold (counter, its holds), then per bucket (bucket).
 # ARGV: now, rid, holds, buckets, ttl, usd, tokens, then per hold: mode, limit_u, limit_t, key_ttl;
 #       then per bucket: capacity, rate, take, bucket_ttl.
+#       Last, 1 when the store must be seeded (then the last key is the epoch marker), else 0.
 # Returns: ok, then per hold: failed, spent usd, spent tokens, held usd, held tokens (before this
-# call); then per bucket: wait in ms (-1 fits, -2 never).
+# call); then per bucket: wait in ms (-1 fits, -2 never). {-1}: not seeded, nothing done.
 _RESERVE = _PURGE + """
+if ARGV[#ARGV] == '1' and redis.call('EXISTS', KEYS[#KEYS]) == 0 then return {-1} end
 local now, rid = tonumber(ARGV[1]), ARGV[2]
 local nh, nb, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local wu, wt = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -162,16 +166,35 @@ end
 return out
 """
 
-# KEYS: per counter (counter, its holds). ARGV: now, grace. Returns per counter: u, t, hu, ht.
+# KEYS: per counter (counter, its holds), then the epoch marker when ARGV[3] is 1.
+# ARGV: now, grace, must be seeded. Returns per counter: u, t, hu, ht; {-1}: not seeded.
 _READ = _PURGE + """
-local out = {}
-for i = 1, #KEYS / 2 do
+local out, n = {}, #KEYS
+if ARGV[3] == '1' then
+  if redis.call('EXISTS', KEYS[n]) == 0 then return {-1} end
+  n = n - 1
+end
+for i = 1, n / 2 do
   local k, x = KEYS[2 * i - 1], KEYS[2 * i]
   purge(k, x, tonumber(ARGV[1]), tonumber(ARGV[2]))
   local c = redis.call('HMGET', k, 'u', 't', 'hu', 'ht')
   for n = 1, 4 do table.insert(out, tonumber(c[n]) or 0) end
 end
 return out
+"""
+
+
+# KEYS: the epoch marker, then one counter per seed. ARGV: epoch, then per seed: usd, tokens, ttl.
+# Returns 1 when written, 0 when the store was seeded already (by another replica).
+_SEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #KEYS do
+  local a = 2 + 3 * (i - 2)
+  redis.call('HSET', KEYS[i], 'u', ARGV[a], 't', ARGV[a + 1])
+  redis.call('EXPIRE', KEYS[i], ARGV[a + 2])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
 """
 
 
@@ -205,10 +228,12 @@ class RedisStore(BudgetStore):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "thrifty:budget:",
                  timeout_s: float = 0.25, max_connections: int = 16, backoff_s: float = 1.0,
-                 trip_after: int = 3, client: Any = None) -> None:
+                 trip_after: int = 3, client: Any = None, require_seed: bool = False) -> None:
         from redis.exceptions import RedisError
 
         self.prefix = prefix
+        self.require_seed = require_seed
+        self._epoch_key = f"{prefix}epoch"
         self.where = f"redis at {_without_password(url)}"
         self._errors = (RedisError, OSError)
         self._backoff_s = backoff_s
@@ -230,6 +255,7 @@ class RedisStore(BudgetStore):
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
         self._read = client.register_script(_READ)
+        self._seed = client.register_script(_SEED)
 
     def _check_up(self) -> None:
         if time.monotonic() < self._down_until:
@@ -272,7 +298,10 @@ class RedisStore(BudgetStore):
             args += (h.mode, h.limit_usd, h.limit_tokens, _ttl(h.expire_at, now))
         for b in buckets:
             args += (b.capacity, _num(b.rate), b.take, math.ceil(b.capacity / b.rate) + 60)
+        keys, args = self._guarded(keys, args)
         out = await self._run(self._reserve, keys, args)
+        if int(out[0]) == -1:
+            raise self._not_seeded()
         totals, failed = [], []
         for i in range(len(holds)):
             f, su, st, hu, ht = out[1 + 5 * i: 6 + 5 * i]
@@ -303,8 +332,40 @@ class RedisStore(BudgetStore):
     async def read(self, keys: Sequence[str], now: float) -> list[tuple[int, int, int, int]]:
         if not keys:
             return []
-        out = await self._run(self._read, self._counter_keys(keys), [_num(now), _num(self._grace)])
+        ks, args = self._guarded(self._counter_keys(keys), [_num(now), _num(self._grace)])
+        out = await self._run(self._read, ks, args)
+        if out and int(out[0]) == -1:
+            raise self._not_seeded()
         return [tuple(int(v) for v in out[4 * i: 4 * i + 4]) for i in range(len(keys))]  # type: ignore[misc]
+
+    def _guarded(self, keys: list[str], args: list[Any]) -> tuple[list[str], list[Any]]:
+        """The scripts' keys and args with the seeded check appended."""
+        if self.require_seed:
+            return keys + [self._epoch_key], args + [1]
+        return keys, args + [0]
+
+    def _not_seeded(self) -> BudgetStoreNotSeeded:
+        return BudgetStoreNotSeeded(f"{self.where}: no budget counters (a new or wiped store); "
+                                    "re-seeding them from the ledger")
+
+    async def seeded(self) -> bool:
+        if not self.require_seed:
+            return True
+        self._check_up()
+        try:
+            async with self._slots:
+                found = bool(await self._client.exists(self._epoch_key))
+        except self._errors as exc:
+            raise self._failed(exc) from exc
+        self._failures = 0
+        return found
+
+    async def seed(self, seeds: Sequence[Seed], now: float) -> bool:
+        keys = [self._epoch_key] + [f"{self.prefix}c:{s.key}" for s in seeds]
+        args: list[Any] = [f"{now:.6f}"]
+        for s in seeds:
+            args += (s.usd, s.tokens, _ttl(s.expire_at, now))
+        return bool(await self._run(self._seed, keys, args))
 
     async def claim(self, marker: str, until: float, now: float) -> bool:
         self._check_up()

@@ -12,6 +12,13 @@ What happens to the reservation:
   provider billed an unknown part of it, so the worst case is charged (`broken_streams:
   charge`, the default) or nothing (`release`);
 - an error before any answer (upstream 4xx/5xx, connection refused, cancellation): released.
+
+A fallback that moves the call to another deployment (`Call.on_move`) is covered before it is
+sent: when the new deployment's worst case is above what is held, the difference is reserved as
+a top-up (a second reservation on the same scopes: a rate limit counts it as one more request,
+which it is upstream), and a budget without room refuses the move with its 429 instead of
+overshooting. A top-up is released when the call settles (its actual cost goes to the first
+reservation), or charged at its worst case with it when a stream breaks off.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class Budgets(Stage):
     async def __call__(self, call: Call, call_next: Next) -> Answer:
         enforcer = self.enforcer
         scopes = CallScopes.of(call)
+        call.on_move = None  # an earlier attempt's (escalation runs this stage once per attempt)
         if not enforcer.has_limits(scopes):
             return await call_next(call)
         route, body = call.route, call.upstream_body
@@ -74,15 +82,18 @@ class Budgets(Stage):
             raise enforcer.exceeded(r, i, reason="has no room for this call and it has no cheaper tier")
         if self.on_reserved is not None:
             self.on_reserved(call, r)
+        held = _Held(self, scopes, r)
+        if r.worst_usd or r.worst_tokens:
+            call.on_move = held.cover
         try:
             answer = await call_next(call)
         except BaseException:
-            await enforcer.release(r)
+            await held.release()
             raise
         if answer.events is None:
-            await enforcer.settle(r, answer.cost, used_tokens(answer.usage))
+            await held.settle(answer.cost, used_tokens(answer.usage))
         else:
-            answer.events = self._settled(answer, answer.events, r)
+            answer.events = self._settled(answer, answer.events, held)
         return answer
 
     async def _downgrade(self, call: Call, r: Reservation) -> bool:
@@ -94,7 +105,7 @@ class Budgets(Stage):
             raise
 
     async def _settled(self, answer: Answer, events: AsyncIterator[dict[str, Any]],
-                       r: Reservation) -> AsyncIterator[dict[str, Any]]:
+                       held: "_Held") -> AsyncIterator[dict[str, Any]]:
         # Unlike pipeline.after_answer, the finally also runs when the stream breaks off or the
         # consumer drops it (aclose, or the event loop's finalizer for abandoned generators).
         started = False
@@ -110,17 +121,57 @@ class Budgets(Stage):
                 except Exception:  # noqa: BLE001 - the stream is already broken; settling matters more
                     log.debug("closing an abandoned upstream stream failed", exc_info=True)
             if answer.complete:
-                await self.enforcer.settle(r, answer.cost, used_tokens(answer.usage))
+                await held.settle(answer.cost, used_tokens(answer.usage))
             elif started and self.charge_broken:
-                await self.enforcer.settle(r, r.worst_usd, r.worst_tokens)
+                await held.charge_worst()
             else:
-                await self.enforcer.release(r)
+                await held.release()
 
     def _warn_unpriced(self, model: str) -> None:
         if model not in self._unpriced and len(self._unpriced) < 1000:
             self._unpriced.add(model)
             log.warning("budgets: model %r has no price; USD budgets do not count its calls "
                         "(token budgets and rate limits do); add a price override", model)
+
+
+class _Held:
+    """A call's reservations: the first, and a top-up for each fallback that costs more than held."""
+
+    __slots__ = ("stage", "scopes", "all")
+
+    def __init__(self, stage: Budgets, scopes: CallScopes, first: Reservation) -> None:
+        self.stage, self.scopes, self.all = stage, scopes, [first]
+
+    async def cover(self, call: Call) -> None:
+        """Before a fallback is sent: hold the new deployment's worst case, or raise the budget's 429."""
+        route, body = call.route, call.upstream_body
+        assert route is not None and body is not None
+        est = self.stage.estimator.estimate(body, route.provider.wire, route.model, route.price_provider)
+        more_usd = max(ZERO, (est.usd or ZERO) - sum((r.worst_usd for r in self.all), ZERO))
+        more_tokens = max(0, est.tokens - sum(r.worst_tokens for r in self.all))
+        if not more_usd and not more_tokens:
+            return
+        enforcer = self.stage.enforcer
+        extra = await enforcer.reserve(self.scopes, more_usd, more_tokens)  # raises a hard budget's 429
+        if extra.downgrade:  # a downgrade budget has no room: no move to a dearer deployment
+            await enforcer.release(extra)
+            i = next(i for i, a in enumerate(extra.applied) if a.budget.name in extra.downgraded_by)
+            raise enforcer.exceeded(extra, i, reason=f"has no room for this call's fallback to {route.model}")
+        self.all.append(extra)
+
+    async def settle(self, usd: Decimal | None, tokens: int) -> None:
+        first, *extra = self.all
+        await self.stage.enforcer.settle(first, usd, tokens)
+        for r in extra:
+            await self.stage.enforcer.release(r)
+
+    async def charge_worst(self) -> None:
+        for r in self.all:
+            await self.stage.enforcer.settle(r, r.worst_usd, r.worst_tokens)
+
+    async def release(self) -> None:
+        for r in self.all:
+            await self.stage.enforcer.release(r)
 
 
 def used_tokens(usage: Usage) -> int:

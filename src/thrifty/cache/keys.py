@@ -15,7 +15,8 @@ The key is ``"x1:" + sha256_hex(orjson.dumps([1, surface, scope, model, request]
     ``stream_options``, ``user``, ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key``,
     ``prompt_cache_retention``, ``safety_identifier``, ``cache_control``, and ``n`` when it is 1;
   * on the OpenAI surface ``max_tokens`` renamed ``max_completion_tokens`` (same meaning);
-  * top-level integral floats written as integers (``temperature: 0.0`` == ``temperature: 0``);
+  * top-level integral floats written as integers (``temperature: 0.0`` == ``temperature: 0``),
+    except those of magnitude 2**63 or more, which stay floats;
   * in ``messages`` and ``system``: ``cache_control`` markers removed (they steer the provider's
     prompt cache, not the answer); a content list holding a single plain text part written as
     that string; tool-call ids (``tool_calls[].id``, ``tool_call_id``, ``tool_use.id``,
@@ -58,6 +59,7 @@ DEFAULT_VOLATILE: tuple[str, ...] = (ISO_TIMESTAMP, UUID, HEX_ID, PREFIXED_ID)
 _DROPPED = frozenset({"model", "stream", "stream_options", "user", "metadata", "store", "service_tier",
                       "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "cache_control"})
 _TEXT_KEYS = frozenset({"content", "text"})
+_INT64 = 2.0**63  # integral floats at least this large stay floats: JSON writers refuse such integers
 _ID_REF_KEYS = frozenset({"tool_call_id", "tool_use_id"})
 _CALL_TYPES = frozenset({"function", "tool_use", "server_tool_use", "mcp_tool_use"})
 _DATA_KEYS = frozenset({"input", "function", "source", "image_url", "input_audio", "file"})
@@ -215,7 +217,7 @@ def canonical_request(wire: Wire, body: dict[str, Any], policy: CachePolicy) -> 
         elif k == "tools" and isinstance(v, list):
             out[k] = [{tk: tv for tk, tv in t.items() if tk != "cache_control"} if isinstance(t, dict) else t
                       for t in v]
-        elif isinstance(v, float) and v.is_integer():
+        elif isinstance(v, float) and v.is_integer() and abs(v) < _INT64:
             out[k] = int(v)
         else:
             out[k] = v
@@ -315,7 +317,7 @@ class _Walker:
             if key in _TEXT_KEYS:
                 return self.text(value)
             return self.rename(value) if key in _ID_REF_KEYS else value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and abs(value) < _INT64:
             return int(value)
         return value
 

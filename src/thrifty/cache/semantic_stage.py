@@ -58,7 +58,9 @@ class SemanticCaching(Stage):
     def __init__(self, cache: Any, accountant: Accountant, *, served_memory: int = 100_000) -> None:
         self.cache = cache  # thrifty.cache.semantic.SemanticCache
         self.accountant = accountant
-        self._served: OrderedDict[str, str] = OrderedDict()  # request id -> entry id
+        # request id -> (tenant that received the answer, entry id): feedback is taken only from
+        # the tenant the answer went to, so no tenant can evict (or learn of) another's entries.
+        self._served: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._served_memory = served_memory
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
@@ -87,7 +89,7 @@ class SemanticCaching(Stage):
                 log.warning("semantic cache: ignoring corrupt entry %s: %s", entry_record.entry_id, err)
                 await asyncio.to_thread(self.cache.remove, entry_record.entry_id)
             else:
-                self._remember(call.request_id, entry_record.entry_id)
+                self._remember(call.request_id, call.tenant, entry_record.entry_id)
                 return served_from_cache(call, entry, "semantic")
         answer = await call_next(call)
         if answer.cache in ("exact", "semantic"):
@@ -109,16 +111,19 @@ class SemanticCaching(Stage):
 
         return await after_answer(answer, store, collect=True)
 
-    def _remember(self, request_id: str, entry_id: str) -> None:
-        self._served[request_id] = entry_id
+    def _remember(self, request_id: str, tenant: str, entry_id: str) -> None:
+        self._served[request_id] = (tenant, entry_id)
         while len(self._served) > self._served_memory:
             self._served.popitem(last=False)
 
-    async def feedback(self, request_id: str, bad: bool) -> dict[str, Any]:
-        """A client's verdict on an answer this replica served from the semantic cache."""
-        entry_id = self._served.get(request_id)
-        if entry_id is None:
-            return {"request_id": request_id, "known": False}
+    async def feedback(self, tenant: str, request_id: str, bad: bool) -> dict[str, Any] | None:
+        """A client's verdict on an answer this replica served from the semantic cache to
+        `tenant`; None when it served no such answer to that tenant (another tenant's request
+        id is not told apart from an unknown one)."""
+        served = self._served.get(request_id)
+        if served is None or served[0] != tenant:
+            return None
+        entry_id = served[1]
         threshold = await asyncio.to_thread(self.cache.feedback, entry_id, bad)
         if bad:
             self._served.pop(request_id, None)

@@ -115,7 +115,7 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"rows           {d['rows']}" + (f" ({d['dropped']} dropped: an outcome missing)" if d["dropped"] else "")
         + (f", {d['estimated_costs']} costs estimated from price cards" if d["estimated_costs"] else ""),
-        f"cohorts        " + ", ".join(f"{k} {v}" for k, v in d["cohorts"].items()),
+        "cohorts        " + ", ".join(f"{k} {v}" for k, v in d["cohorts"].items()),
         f"strong         {r['strong']}  quality {a['strong_quality']:.3f}, ${a['strong_cost_usd']:.6f}/request",
         f"weak           {r['weak']}  quality {a['weak_quality']:.3f}, ${a['weak_cost_usd']:.6f}/request",
     ]

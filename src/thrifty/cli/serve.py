@@ -24,8 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="listen address (default: server.host in the config)")
     p.add_argument("--port", type=int, help="listen port (default: server.port in the config)")
     p.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
-                   help=f"HTTP server: uvicorn (httptools + uvloop) or granian (Rust, hyper; "
-                        f"uvloop); one worker either way (default: {DEFAULT_SERVER})")
+                   help=f"HTTP server: uvicorn (httptools + uvloop, with the header size and "
+                        f"header-read time limits of server:) or granian (Rust, hyper; uvloop); "
+                        f"one worker either way (default: {DEFAULT_SERVER})")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes on one port (uvicorn). Each has its own in-process caches "
                         "and budget counters: with N > 1 use the redis backends to act as one gateway")
@@ -34,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from thrifty.api.factory import build_app
+    from thrifty.api.server import PROTOCOL
 
     # Built here under either server, so a config mistake stops the process (exit 2) before any
     # socket is bound. Building opens nothing: the ledger and upstream sessions start with the
@@ -64,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
         del app  # each worker process builds its own through the factory
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
         uvicorn.run(TARGET, factory=True, workers=args.workers, host=host, port=port, loop="uvloop",
-                    http="httptools", lifespan="on", access_log=False, log_level=args.log_level,
-                    timeout_graceful_shutdown=10)
+                    http=PROTOCOL, lifespan="on", access_log=False, log_level=args.log_level,
+                    timeout_graceful_shutdown=10, timeout_keep_alive=config.server.keep_alive_timeout_s)
     else:
         import uvicorn
 
-        uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
-                    access_log=False, log_level=args.log_level, timeout_graceful_shutdown=10)
+        uvicorn.run(app, host=host, port=port, loop="uvloop", http=PROTOCOL, lifespan="on",
+                    access_log=False, log_level=args.log_level, timeout_graceful_shutdown=10,
+                    timeout_keep_alive=config.server.keep_alive_timeout_s)
     return 0
 
 

@@ -21,7 +21,8 @@ from thrifty.contract.usage import Usage
 @dataclass(slots=True, eq=False)
 class Attempt:
     """An upstream call whose answer the client does not get (an escalated lower tier, a
-    consistency sample). It was billed, so it gets a ledger row of its own."""
+    consistency sample, a retried attempt cut after it reached the provider). It was (or may
+    have been) billed, so it gets a ledger row of its own."""
 
     why: str  # "escalated: <reason>" / "consistency sample"
     deployment: Any  # the deployment it ran on (a core.gateway.Route)
@@ -31,6 +32,7 @@ class Attempt:
     started_at: float
     finished_at: float
     retries: int = 0
+    status: int = 200  # an attempt cut by a timeout or a dropped answer: the error's status, cost unknown
 
 
 @dataclass(slots=True, eq=False)
@@ -64,6 +66,9 @@ class Call:
     prefix_id: str | None = None  # the prompt-cache prefix of the current body
     discarded: list[Attempt] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)  # stages' additions to the answer's headers
+    # Awaited before an attempt is sent to another deployment than the one budgeted (a fallback):
+    # a budget tops up its reservation for it, or raises its 429. None: nothing to cover.
+    on_move: Callable[["Call"], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True, eq=False)

@@ -12,7 +12,7 @@ from thrifty.config import Config, ExactCacheConfig
 from thrifty.providers.deployments import Deployments, Route
 from thrifty.core.keys import KeyStore, open_key_store
 from thrifty.core.policy import Policies
-from thrifty.core.recorder import Recorder
+from thrifty.core.recorder import Recorder, settle_interrupted
 from thrifty.errors import AuthenticationFailed, ConfigError
 from thrifty.ids import RandomIds
 from thrifty.ledger import Ledger, open_ledger
@@ -20,6 +20,7 @@ from thrifty.pricing import Accountant, PriceBook
 from thrifty.providers.base import Provider
 from thrifty.providers.registry import provider_class
 from thrifty.providers.reliability import Reliability
+from thrifty.redact import Redactor, install_log_redaction
 from thrifty.routing.router import Router
 from thrifty.shaping import PromptCachePlanner, PromptCachePolicy
 from thrifty.shaping.prepare import Preparer
@@ -31,13 +32,16 @@ log = logging.getLogger("thrifty.gateway")
 class Gateway:
     def __init__(self, config: Config, *, config_path: str = "<config>") -> None:
         self.config = config
+        # Secrets out of every log line from here on, and out of what providers' errors tell clients.
+        self.redactor = Redactor.from_config(config)
+        install_log_redaction(self.redactor)
         self.providers: dict[str, Provider] = {}
         for name, pc in config.providers.items():
             try:
                 cls = provider_class(pc.kind)
             except KeyError as exc:
                 raise ConfigError(config_path, f"providers.{name}.kind", str(exc.args[0])) from None
-            self.providers[name] = cls(name, pc)
+            self.providers[name] = cls(name, pc, redactor=self.redactor)
         routes: dict[str, Route] = {}
         for name, dep in config.deployments.items():
             routes[name] = Route(name, self.providers[dep.provider], dep.model, dep.tier, dep.price_provider)
@@ -47,7 +51,9 @@ class Gateway:
         self._ids = RandomIds()
         self.prices = PriceBook(config.prices)
         self.accountant = Accountant(self.prices)
-        self.ledger: Ledger = open_ledger(config.ledger.url, spool_dir=config.ledger.spool_dir)
+        lc = config.ledger
+        self.ledger: Ledger = open_ledger(lc.url, spool_dir=lc.spool_dir, journal=lc.journal,
+                                          journal_dir=lc.journal_dir, journal_fsync=lc.journal_fsync)
         self.recorder = Recorder(self.ledger, self.accountant)
         self.policies = Policies(config, config_path)
         self.exact_cache = ExactCache(_cache_backend(config.levers.exact_cache))
@@ -62,11 +68,15 @@ class Gateway:
         self.prompt_cache = PromptCachePlanner(policy)
         self.preparer = Preparer(self.prompt_cache, config.defaults.anthropic_max_tokens)
         self.semantic_cache = _semantic_cache(config, config_path) if config.levers.semantic_cache.enabled else None
-        self.budgets = Enforcer(config.budgets)
+        # With the ledger to re-seed from: counters that come back empty (a restart, a Redis
+        # without persistence) are rebuilt from the spend it recorded before calls go through.
+        self.budgets = Enforcer(config.budgets, ledger=self.ledger)
+        self.budgets.journal = self.ledger  # holds on disk until settled (settle_interrupted at start)
         self.reliability = Reliability(config.reliability)
         self.router = (Router(config.routing, deployments=config.deployments, aliases=config.aliases,
                               prices=self.prices, health=self.reliability.breakers.is_healthy,
-                              config_path=config_path)
+                              config_path=config_path, cross_tier=config.reliability.fallback_tiers,
+                              max_price_ratio=config.reliability.fallback_max_price_ratio)
                        if config.routing is not None else None)
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
@@ -84,7 +94,8 @@ class Gateway:
             if admin.key_store == "redis" or admin.key else None)
 
     async def start(self) -> None:
-        self.ledger.start()
+        self.ledger.start()  # records again what a crashed process left in the journal
+        await settle_interrupted(self.ledger, self.budgets)
         if self.config.levers.prompt_cache.enabled:
             get_encoding()  # load the tokenizer now rather than on the first request
         if self.semantic_cache is not None:
@@ -97,6 +108,10 @@ class Gateway:
             except Exception as exc:
                 log.warning("budgets: API budgets not loaded at start (retrying every second): %s", exc)
             self.budget_sync.start()
+        try:  # after the API budgets are in, so their counters are re-seeded too
+            await self.budgets.reseed()  # now, rather than on the first call that finds it empty
+        except Exception as exc:  # the store is down: calls fail closed until it is back and seeded
+            log.warning("budgets: counters not re-seeded at start (retried on the next call): %s", exc)
 
     async def close(self) -> None:
         for p in self.providers.values():

@@ -5,15 +5,29 @@ discarded attempts) and the answer (usage, cost, cache outcome); once the answer
 HTTP exchange hands both here with what only it knows (status, latency, time to first byte).
 Every call with a valid key leaves exactly one row, and every discarded upstream attempt one more
 (`<id>.<n>`), so the rows add up to the provider's bill.
+
+Durability: `begin()` journals that a call started as soon as its tenant is known, and `record()`
+journals its rows before the last bytes of its answer go out (api/chat.py), so a
+call whose answer reached the client is on disk, and one cut short by a crash is recovered as
+interrupted (ledger/journal.py), its budget hold settled at the worst case by
+`settle_interrupted()` when the next process starts.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
 from thrifty.contract import Answer, Attempt, Call
 from thrifty.ledger import Ledger, LedgerRow
 from thrifty.pricing import Accountant, Accounting
+
+if TYPE_CHECKING:
+    from thrifty.budgets import Enforcer
+
+log = logging.getLogger("thrifty.ledger")
 
 
 @dataclass(slots=True)
@@ -45,9 +59,16 @@ class Recorder:
         self.ledger = ledger
         self.accountant = accountant
 
+    def begin(self, ex: Exchange) -> None:
+        """Journal that the call started: a crash before its row leaves it recorded as interrupted."""
+        self.ledger.begin(ex.request_id, {"t": ex.started_at, "tenant": ex.tenant, "surface": ex.surface,
+                                          "feature": ex.feature, "user": ex.user, "task": ex.task,
+                                          "call_site": ex.call_site})
+
     def record(self, ex: Exchange, call: Call | None, answer: Answer | None) -> None:
         """Write the call's row (and its discarded attempts'). Never raises for a missing price."""
         row = self._row(ex)
+        rows = []
         if call is not None:
             route = call.route
             row.retries = call.retries
@@ -55,7 +76,7 @@ class Recorder:
             if route is not None:
                 row.provider, row.served_model = route.provider.name, route.model
             for n, attempt in enumerate(call.discarded, 1):
-                self.ledger.record(self._attempt_row(ex, attempt, n, call))
+                rows.append(self._attempt_row(ex, attempt, n, call))
         if answer is not None and ex.status == 200:
             if answer.cache in ("exact", "semantic"):
                 row.provider, row.served_model = None, answer.served_model
@@ -67,7 +88,9 @@ class Recorder:
                 self._account(row, self.accountant.of_call(call, answer))  # worked out once per answer
         elif answer is not None:
             row.cache = answer.cache
-        self.ledger.record(row)
+        rows.append(row)
+        for r in rows:  # nearly always one row: one journal write per call
+            self.ledger.record(r)
 
     @staticmethod
     def _row(ex: Exchange) -> LedgerRow:
@@ -92,7 +115,7 @@ class Recorder:
         row.started_at, row.finished_at = attempt.started_at, attempt.finished_at
         row.latency_ms = (attempt.finished_at - attempt.started_at) * 1000.0
         row.ttft_ms = None
-        row.status, row.error_type = 200, attempt.why
+        row.status, row.error_type = attempt.status, attempt.why
         row.request_body = row.response_body = None
         route = attempt.deployment
         row.provider, row.served_model, row.tier = route.provider.name, route.model, attempt.tier
@@ -102,7 +125,8 @@ class Recorder:
         row.cache_write_tokens, row.cache_write_1h_tokens = u.cache_write_tokens, u.cache_write_1h_tokens
         row.completion_tokens, row.reasoning_tokens = u.output_tokens, u.reasoning_tokens
         row.cost_usd = attempt.cost
-        self._account(row, self.accountant.discarded(attempt.cost))
+        if attempt.status == 200:  # a failed attempt's cost is unknown: no accounting claimed
+            self._account(row, self.accountant.discarded(attempt.cost))
         return row
 
 
@@ -121,3 +145,27 @@ def saved_usd(a: Accounting | None, actual: Decimal | None) -> Decimal | None:
     if a is None or a.baseline_usd is None or actual is None:
         return None
     return a.baseline_usd - actual
+
+
+async def settle_interrupted(ledger: Ledger, enforcer: Enforcer) -> int:
+    """Settle, at their worst case, the budget holds of calls that a dead process left in the
+    ledger's journal (see Enforcer.settle_interrupted); return how many counted. Called once the
+    ledger has started. A hold the store cannot settle now stays journaled for the next start."""
+    holds = ledger.take_interrupted_holds()
+    settled, counted = [], 0
+    for reservation_id, held in holds:
+        try:
+            ok = await enforcer.settle_interrupted(held)
+        except Exception:  # a journal line we cannot read back: say so, do not stop the start
+            log.exception("budgets: interrupted reservation %s could not be settled", reservation_id)
+            ok = False
+        if ok is None:
+            continue
+        settled.append(reservation_id)
+        counted += ok
+    ledger.holds_settled(settled)
+    if holds:
+        log.warning("budgets: %d budget hold(s) of interrupted calls settled at their worst case "
+                    "(%d still held by the store, the others were settled already or expired)",
+                    len(settled), counted)
+    return counted

@@ -12,7 +12,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from thrifty.errors import ConfigError
 from thrifty.ledger.schema import LedgerRow
@@ -35,6 +35,29 @@ class Ledger(ABC):
     @abstractmethod
     def record(self, row: LedgerRow) -> None:
         """Queue `row` for writing. Never blocks on I/O and never raises."""
+
+    def record_many(self, rows: Sequence[LedgerRow]) -> None:
+        """record() each of `rows` (a call's row and its discarded attempts'), in one journal
+        write where there is a journal."""
+        for row in rows:
+            self.record(row)
+
+    # A ledger with a journal (journal.py) keeps what these say on disk until the call's row is
+    # written, so that a crash leaves an interrupted row and settles the call's budget hold.
+    # Without one they do nothing.
+
+    def begin(self, request_id: str, facts: dict[str, Any]) -> None:
+        """Call `request_id` started (`facts`: t, tenant, surface, feature, user, task, call_site)."""
+
+    def hold(self, reservation_id: str, held: dict[str, Any]) -> None:
+        """The budgets hold `held` (budgets.Enforcer.held) until holds_settled() names it."""
+
+    def take_interrupted_holds(self) -> list[tuple[str, dict[str, Any]]]:
+        """Budget holds left by processes that died, recovered by start(): (reservation id, held)."""
+        return []
+
+    def holds_settled(self, reservation_ids: Iterable[str]) -> None:
+        """These holds are settled or released: the journal may let them go."""
 
     @abstractmethod
     def flush(self, timeout: float = 5.0) -> None:

@@ -8,6 +8,7 @@ disk is equal to the row recorded.
 from __future__ import annotations
 
 import dataclasses
+import re
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Iterable, Sequence
@@ -18,6 +19,41 @@ from thrifty.ledger.schema import CALL_COLUMNS, MONEY_FIELDS, LedgerRow, money_t
 _CALL_FIELDS = attrgetter(*(name for name, _ in CALL_COLUMNS))
 _MONEY = tuple([name for name, _ in CALL_COLUMNS].index(f) for f in MONEY_FIELDS)
 _STREAM = [name for name, _ in CALL_COLUMNS].index("stream")
+
+
+# What a database refuses in text: NUL (PostgreSQL's text cannot hold it) and lone surrogates
+# (not UTF-8 at all; neither driver can encode them). Both databases get the same cleaned text.
+_REFUSED = re.compile("[\x00\ud800-\udfff]")
+_TEXT_FIELDS = tuple(f.name for f in dataclasses.fields(LedgerRow)
+                     if f.type in ("str", "str | None"))
+REPLACEMENT = "\ufffd"
+
+
+def clean_text(text: str) -> str:
+    """`text` with NUL and lone surrogates replaced by U+FFFD (a surrogate pair becomes its
+    character)."""
+    if "\x00" in text:
+        text = text.replace("\x00", REPLACEMENT)
+    if _REFUSED.search(text):
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def clean_row(row: LedgerRow) -> LedgerRow:
+    """Make every text field of `row` storable (see clean_text), in place; return `row`.
+
+    A character a database refuses must never cost a row: it is replaced, the row is kept.
+    """
+    search = _REFUSED.search
+    for name in _TEXT_FIELDS:
+        value = getattr(row, name)
+        if value.__class__ is str and search(value):
+            setattr(row, name, clean_text(value))
+    if row.levers and any(search(s.lever) or (s.note is not None and search(s.note)) for s in row.levers):
+        row.levers = tuple(dataclasses.replace(s, lever=clean_text(s.lever),
+                                               note=None if s.note is None else clean_text(s.note))
+                           for s in row.levers)
+    return row
 
 
 def unique_rows(rows: Iterable[LedgerRow]) -> list[LedgerRow]:
@@ -66,11 +102,16 @@ def row_from_db(values: Sequence[Any], request_body: str | None = None, response
     return LedgerRow(**kw, request_body=request_body, response_body=response_body, levers=tuple(levers))
 
 
+_JSON_FIELDS = tuple(f.name for f in dataclasses.fields(LedgerRow) if f.name != "levers")
+_JSON_VALUES = attrgetter(*_JSON_FIELDS)
+
+
 def row_to_json(row: LedgerRow) -> dict[str, Any]:
-    """A JSON-ready dict of `row`, money as an exact string (the spill and spool format)."""
-    out = {f.name: getattr(row, f.name) for f in dataclasses.fields(LedgerRow)}
+    """A JSON-ready dict of `row`, money as an exact string (the spill, spool and journal format)."""
+    out = dict(zip(_JSON_FIELDS, _JSON_VALUES(row)))
     for f in MONEY_FIELDS:
-        out[f] = money_to_text(out[f])
+        if out[f] is not None:
+            out[f] = money_to_text(out[f])
     out["levers"] = [{"lever": s.lever, "saved_usd": money_to_text(s.saved_usd), "estimated": bool(s.estimated),
                       "note": s.note} for s in row.levers]
     return out

@@ -7,8 +7,8 @@ MIGRATIONS, applied unchanged under an advisory lock so that replicas starting t
 each migration once. Inserts are idempotent on request_id, so a replay repeated after a crash or
 a dropped connection writes nothing twice.
 
-Rows the database rejects (not the connection: the row, e.g. a NUL character in a string) are
-not spooled, which would retry them for ever: they go to `<spool_dir>/rejected.jsonl`, readable
+Text PostgreSQL refuses (NUL, lone surrogates) is replaced on record (codec.clean_row). Rows the
+database still rejects (not the connection: the row itself) are not spooled, which would retry them for ever: they go to `<spool_dir>/rejected.jsonl`, readable
 with `read_spill`.
 """
 
@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from thrifty.errors import ConfigError
 from thrifty.ledger.codec import body_params, call_params, lever_params, unique_rows
 from thrifty.ledger.driver import Dialect, Driver
+from thrifty.ledger.journal import Journal
 from thrifty.ledger.migrate import apply_migrations
 from thrifty.ledger.schema import CALL_COLUMNS, LEVER_COLUMNS, LedgerRow
 from thrifty.ledger.sinks import SpillFile, SpoolSink
@@ -177,14 +178,16 @@ class PostgresLedger(BufferedLedger):
     `spool_dir` must be local to this machine and serve only this database; by default it is
     under $XDG_STATE_HOME (~/.local/state)/thrifty/ledger-spool/, named after the database.
     `offline_start=False` makes start() raise ConfigError when the database cannot be reached,
-    instead of starting with the spool.
+    instead of starting with the spool. Rows recorded but not yet committed (or spooled) wait in
+    the journal, `<spool_dir>/journal/` unless `journal_dir` says otherwise (journal.py).
     """
 
     def __init__(self, url: str, *, spool_dir: str | None = None, batch_size: int = 256,
                  flush_interval: float = 0.05, max_attempts: int = 3, retry_backoff: float = 0.05,
                  connect_timeout: float = 5.0, reconnect_min: float = 0.25, reconnect_max: float = 5.0,
                  replay_batch_size: int = 1024, offline_start: bool = True, sync_spool: bool = True,
-                 orphan_check_interval: float = 30.0) -> None:
+                 orphan_check_interval: float = 30.0, journal: bool = True, journal_dir: str | None = None,
+                 journal_fsync: bool = False) -> None:
         driver = PostgresDriver(url, connect_timeout=connect_timeout)
         self.url = url
         self.target = driver.target
@@ -196,7 +199,9 @@ class PostgresLedger(BufferedLedger):
                          retry_backoff=retry_backoff, retry_budget=_RETRY_BUDGET_S,
                          reconnect_min=reconnect_min, reconnect_max=reconnect_max,
                          replay_batch_size=replay_batch_size, orphan_check_interval=orphan_check_interval,
-                         offline_start=offline_start)
+                         offline_start=offline_start,
+                         journal=Journal(journal_dir or os.path.join(self.spool_dir, "journal"),
+                                         fsync=journal_fsync) if journal else None)
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> "PostgresLedger":

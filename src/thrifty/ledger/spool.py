@@ -40,7 +40,7 @@ from thrifty.ledger.schema import LedgerRow
 
 log = logging.getLogger("thrifty.ledger")
 
-_SEGMENT = re.compile(r"^(\d{20}-\d+-[0-9a-f]{6})-(\d{12})\.jsonl$")
+SEGMENT = _SEGMENT = re.compile(r"^(\d{20}-\d+-[0-9a-f]{6})-(\d{12})\.jsonl$")
 
 
 class Spool:
@@ -70,7 +70,13 @@ class Spool:
         """
         if not rows:
             return
-        data = "".join(json.dumps(row_to_json(r), ensure_ascii=False) + "\n" for r in rows).encode()
+        self.write("".join(json.dumps(row_to_json(r), ensure_ascii=False) + "\n" for r in rows).encode())
+
+    def write(self, data: bytes) -> int:
+        """Append whole lines (`data`) to the open segment; return that segment's number.
+
+        The journal (journal.py) writes its own lines through this; raises OSError as append().
+        """
         with self._lock:
             if self._fd is None:
                 self._fd = self._new_segment()
@@ -82,6 +88,25 @@ class Spool:
                 # Part of a line may be on disk: start a fresh segment rather than append after it.
                 self._seal_locked()
                 raise
+            return self._seq
+
+    def open_segment(self) -> int | None:
+        """The number of the segment being appended to, None when none is open."""
+        with self._lock:
+            return self._seq if self._fd is not None else None
+
+    def segment_path(self, seq: int, origin: str | None = None) -> str:
+        return os.path.join(self.directory, f"{origin or self.origin}-{seq:012d}.jsonl")
+
+    def remove(self, seq: int) -> None:
+        """Delete one of this spool's segments (sealing it first if it is the open one)."""
+        with self._lock:
+            if self._fd is not None and seq == self._seq:
+                self._seal_locked()
+        try:
+            os.unlink(self.segment_path(seq))
+        except FileNotFoundError:
+            pass
 
     def seal(self) -> None:
         """Close the open segment so it can be replayed; the next append opens a new one."""
@@ -100,7 +125,7 @@ class Spool:
         os.makedirs(self.directory, exist_ok=True)
         while True:
             self._seq += 1
-            path = os.path.join(self.directory, f"{self.origin}-{self._seq:012d}.jsonl")
+            path = self.segment_path(self._seq)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
             # A replayer may see the new empty file and take it before we lock it; it then
             # deletes it, so only a file still linked after we got the lock is ours to use.
@@ -197,6 +222,11 @@ def _batches(f, name: str, offset: int, size: int) -> Iterator[tuple[list[Ledger
     yield rows, pos
 
 
+def try_lock(fd: int) -> bool:
+    """Take an exclusive flock on `fd` without waiting; False when another holds it."""
+    return _try_lock(fd)
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -225,3 +255,6 @@ def _sync_dir(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+sync_dir = _sync_dir

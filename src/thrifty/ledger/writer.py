@@ -18,6 +18,12 @@ When the database fails, a batch is retried (at most `max_attempts` times, and f
 Rows the database rejects (not the connection: the row itself) go to `rejects`, never to a sink
 that would retry them for ever. Memory: the queue is unbounded, so record() never blocks and
 never drops; a warning is logged whenever the backlog passes `backlog_warning` rows.
+
+With a `journal` (journal.py; the SQLite and PostgreSQL ledgers have one unless told not to),
+record() first appends the row to it, so a row is on local disk before record() returns and a
+crash of the process loses none; the writer tells the journal when it is through with each row.
+start() recovers what dead processes left in the journal's directory. Text a database refuses
+(NUL, lone surrogates) is replaced by U+FFFD on record (codec.clean_row), never a lost row.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from thrifty.errors import ConfigError
 from thrifty.ledger.base import Ledger
+from thrifty.ledger.codec import clean_row
 from thrifty.ledger.driver import Driver
 from thrifty.ledger.inbox import STOP, Inbox
+from thrifty.ledger.journal import Journal
 from thrifty.ledger.queries import RowFilter, select_count, select_rows, select_totals
 from thrifty.ledger.savings import select_savings
 from thrifty.ledger.schema import LedgerRow
@@ -52,7 +60,7 @@ class BufferedLedger(Ledger):
                  retry_backoff: float = 0.05, retry_budget: float | None = None,
                  backlog_warning: int = 100_000, reconnect_min: float = 0.25, reconnect_max: float = 5.0,
                  replay_batch_size: int = 1024, orphan_check_interval: float = 30.0,
-                 offline_start: bool = True) -> None:
+                 offline_start: bool = True, journal: Journal | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if flush_interval < 0:
@@ -73,6 +81,8 @@ class BufferedLedger(Ledger):
         self.replay_batch_size = replay_batch_size
         self.orphan_check_interval = orphan_check_interval
         self.offline_start = offline_start  # start() with the database unreachable, on a replaying sink
+        self.journal = journal
+        self._interrupted_holds: list[tuple[str, dict[str, Any]]] = []
         self._queue = Inbox()
         self._lock = threading.Lock()  # makes "closed?" and "enqueue" one step for record()
         self._lifecycle = threading.Lock()  # serialises start() and close()
@@ -105,6 +115,7 @@ class BufferedLedger(Ledger):
             if self._thread is not None:
                 return
             self._prepare()
+            self._recover()
             self._thread = threading.Thread(target=self._run, name="thrifty-ledger-writer", daemon=True)
             self._thread.start()
             # A safety net for a process that exits without close(): the thread is a daemon.
@@ -129,15 +140,69 @@ class BufferedLedger(Ledger):
             self._go_offline()
             self._next_down_log = now + _DOWN_LOG_EVERY_S
 
-    def record(self, row: LedgerRow) -> None:
+    def _recover(self) -> None:
+        """Record again what dead processes left in the journal (see journal.py)."""
+        if self.journal is None:
+            return
+        found = self.journal.adopt()
         try:
+            rows = found.rows + found.interrupted
+            if rows:
+                self.record_many(rows)
+            self.journal.keep_holds(found.holds)
+            self._interrupted_holds.extend(found.holds)
+        except BaseException:
+            found.release(delete=False)
+            raise
+        found.release(delete=True)
+
+    def record(self, row: LedgerRow) -> None:
+        self.record_many((row,))
+
+    def record_many(self, rows: Sequence[LedgerRow]) -> None:
+        try:
+            rows = [clean_row(r) if isinstance(r, LedgerRow) else r for r in rows]
             with self._lock:
                 if not self._closed:
-                    self._queue.put(row)
+                    if self.journal is not None:
+                        self.journal.rows([r for r in rows if isinstance(r, LedgerRow)])
+                    for row in rows:
+                        self._queue.put(row)
                     return
-            self._leave([row], "recorded after the ledger was closed")
+            self._leave(rows, "recorded after the ledger was closed")
         except Exception:  # the request path must not fail because of the ledger
-            log.exception("ledger: could not record request %s", getattr(row, "request_id", "?"))
+            log.exception("ledger: could not record request %s",
+                          ", ".join(str(getattr(r, "request_id", "?")) for r in rows))
+
+    def begin(self, request_id: str, facts: dict[str, Any]) -> None:
+        if self.journal is not None and not self._closed:
+            try:
+                self.journal.open_call(request_id, facts)
+            except Exception:  # the request path must not fail because of the ledger
+                log.exception("ledger: could not journal the start of request %s", request_id)
+
+    def hold(self, reservation_id: str, held: dict[str, Any]) -> None:
+        if self.journal is not None and not self._closed:
+            try:
+                self.journal.hold(reservation_id, held)
+            except Exception:
+                log.exception("ledger: could not journal budget hold %s", reservation_id)
+
+    def take_interrupted_holds(self) -> list[tuple[str, dict[str, Any]]]:
+        holds, self._interrupted_holds = self._interrupted_holds, []
+        return holds
+
+    def holds_settled(self, reservation_ids: Iterable[str]) -> None:
+        if self.journal is not None:
+            self.journal.settled(reservation_ids)
+
+    def _done(self, items: list[Any]) -> None:
+        """The writer is through with these rows: written, or kept by a sink."""
+        if self.journal is not None:
+            try:
+                self.journal.done([r for r in items if isinstance(r, LedgerRow)])
+            except Exception:  # the journal's bookkeeping must never stop the writer
+                log.exception("ledger: journal bookkeeping failed")
 
     def flush(self, timeout: float = 5.0) -> None:
         done = threading.Event()
@@ -177,6 +242,8 @@ class BufferedLedger(Ledger):
                         self._leave(left, f"writer did not finish within {timeout}s of close()")
             if thread is None or not thread.is_alive():
                 self.fallback.seal()  # no writer left here: the next start can replay what it kept
+                if self.journal is not None:
+                    self.journal.close()
 
     def _drain_unstarted(self) -> None:
         """close() of a ledger never started: write what was recorded, in this thread."""
@@ -193,6 +260,7 @@ class BufferedLedger(Ledger):
         rows = self._only_rows(rows)
         if rows:
             self.fallback.leave(rows, reason)
+            self._done(rows)
         thread = self._thread
         if self._closed and (thread is None or not thread.is_alive()):
             self.fallback.seal()
@@ -211,6 +279,7 @@ class BufferedLedger(Ledger):
                     log.exception("ledger: unexpected error writing %d rows", len(batch))
                     self.rejects.keep(batch, f"unexpected error: {exc!r}")
                 finally:
+                    self._done(batch)
                     if waiters or stop:
                         try:
                             self._settle()
@@ -396,6 +465,7 @@ class BufferedLedger(Ledger):
         rows = self._only_rows(items)
         if rows:
             self.fallback.keep(rows, "recorded during a replay")
+            self._done(rows)
 
     def _adopt_orphans(self) -> None:
         """Replay rows left in the fallback by processes that died."""

@@ -39,5 +39,5 @@ class AnthropicProvider(Provider):
         if payload.get("type") == "error":
             err = payload.get("error") or {}
             status = _ERROR_STATUS.get(err.get("type", ""), 502)
-            raise error_for_status(status, f"{self.name}: {err.get('message', 'stream error')}")
+            raise error_for_status(status, self.upstream_message(str(err.get("message") or "stream error")))
         return payload

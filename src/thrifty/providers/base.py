@@ -8,6 +8,7 @@ error into `thrifty.errors` at this boundary; nothing above it sees aiohttp.
 from __future__ import annotations
 
 import asyncio
+import logging
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, ClassVar, Mapping
 
@@ -16,16 +17,26 @@ import aiohttp
 from thrifty import jsonutil
 from thrifty.config import ProviderConfig
 from thrifty.errors import GatewayError, UpstreamError, UpstreamTimeout, error_for_status
+from thrifty.redact import Redactor
 from thrifty.wire import Wire
+
+log = logging.getLogger("thrifty.providers")
+
+# The code of an error after the request reached the provider and its answer was cut (a timeout,
+# a dropped connection): unlike a refusal, the provider may have billed it.
+INTERRUPTED = "upstream_interrupted"
 
 
 class Provider(ABC):
     wire: ClassVar[Wire]  # the wire format this adapter speaks
     path: ClassVar[str]  # the endpoint under base_url
 
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(self, name: str, config: ProviderConfig, *, redactor: Redactor | None = None) -> None:
         self.name = name
         self.config = config
+        # What the provider says goes to clients through this: no key, no internal address.
+        self.redactor = redactor if redactor is not None else Redactor(
+            [config.api_key or ""], [config.base_url])
         self.url = config.base_url.rstrip("/") + self.path
         self._forward = tuple(h.lower() for h in config.forward_headers)
         self._auth = self.auth_headers()  # fixed for the process: built once, not per call
@@ -72,8 +83,20 @@ class Provider(ABC):
         except ValueError:
             message = None
         message = message or raw.decode("utf-8", "replace")[:300] or resp.reason or "error"
-        raise error_for_status(resp.status, f"{self.name}: {message}",
+        raise error_for_status(resp.status, self.upstream_message(message),
                                retry_after=resp.headers.get("retry-after"))
+
+    def upstream_message(self, message: str) -> str:
+        """A message from the provider as the client may see it (secrets, addresses removed)."""
+        return f"{self.name}: {self.redactor.for_client(str(message))}"
+
+    def connection_failed(self, exc: BaseException) -> UpstreamError:
+        """The client hears that the provider could not be reached (or the connection broke),
+        never where it is: the address and the cause go to the log."""
+        code = _sent(exc)
+        what = "unreachable" if code is None else f"connection broke off ({type(exc).__name__})"
+        log.warning("upstream %s at %s %s: %s: %s", self.name, self.url, what, type(exc).__name__, exc)
+        return UpstreamError(f"upstream {self.name} {what}", code=code)
 
     async def complete(self, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
         assert self._session is not None, "provider not started"
@@ -85,11 +108,11 @@ class Provider(ABC):
                 raw = await resp.read()
         except GatewayError:
             raise
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
             raise UpstreamTimeout(f"{self.name}: the provider did not answer within "
-                                  f"{self.config.timeout_s:g}s") from None
+                                  f"{self.config.timeout_s:g}s", code=_sent(exc)) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+            raise self.connection_failed(exc) from None
         try:
             return jsonutil.loads(raw)
         except ValueError:
@@ -128,13 +151,18 @@ class Provider(ABC):
                         ended = True
         except GatewayError:
             raise
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
             raise UpstreamTimeout(f"{self.name}: the stream stalled past "
-                                  f"{self.config.timeout_s:g}s") from None
+                                  f"{self.config.timeout_s:g}s", code=_sent(exc)) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"{self.name}: stream broke off: {type(exc).__name__}") from None
+            raise self.connection_failed(exc) from None
         if not ended:
-            raise UpstreamError(f"{self.name}: the stream ended before its final event")
+            raise UpstreamError(f"{self.name}: the stream ended before its final event", code=INTERRUPTED)
+
+
+def _sent(exc: BaseException) -> str | None:
+    """INTERRUPTED unless the connection itself failed (the request never reached the provider)."""
+    return None if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError) else INTERRUPTED
 
 
 REGISTRY: dict[str, type[Provider]] = {}  # kind -> adapter; read through providers.registry

@@ -7,11 +7,14 @@ a fallback to another deployment prepares the body again for it (`shaping.prepar
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, AsyncIterator, Mapping
 
-from thrifty.contract import Answer, Call
+from thrifty.contract import Answer, Attempt, Call
+from thrifty.contract.usage import Usage
 from thrifty.errors import GatewayError, GiveUp
 from thrifty.pricing import PriceBook
+from thrifty.providers.base import INTERRUPTED
 from thrifty.providers.deployments import Deployments, Route
 from thrifty.providers.reliability import Reliability, ReliabilityConfig, RetryPlan, deadline_error
 from thrifty.routing.router import Router
@@ -26,7 +29,9 @@ class ProviderCall:
     retries with backoff, fallback to the tier's other deployments, circuit breakers, the
     deadline. While the first attempt succeeds that costs a breaker lookup and one update.
     The ledger row says how many retries it took (`retries`) and which deployment finally
-    served (`provider`, `served_model`; the tier stays the one routing chose).
+    served (`provider`, `served_model`; the tier stays the one routing chose). A retried attempt
+    that reached the provider and was cut (a timeout, a dropped answer) may have been billed: it
+    is reported in `call.discarded` with its error status and an unknown cost.
     """
 
     def __init__(self, deployments: Deployments, router: Router | None, prices: PriceBook, preparer: Preparer,
@@ -51,10 +56,11 @@ class ProviderCall:
         started = rel.clock()
         if not rel.breakers.allow(route.deployment):
             return await self._complete_again(call, started, None)
+        sent_at = time.time()
         try:
             resp = await self._send(route, body, call.headers, rel.deadline_from(started))
         except GatewayError as err:
-            return await self._complete_again(call, started, err)
+            return await self._complete_again(call, started, err, sent_at)
         rel.breakers.success(route.deployment)
         return self._whole(call, resp)
 
@@ -64,16 +70,18 @@ class ProviderCall:
         out, usage = client_answer(call.wire, route.provider.wire, resp, route.model)
         return Answer(body=out, usage=usage, cost=self._cost(call, usage), complete=True)
 
-    async def _complete_again(self, call: Call, started: float, err: GatewayError | None) -> Answer:
+    async def _complete_again(self, call: Call, started: float, err: GatewayError | None,
+                              sent_at: float = 0.0) -> Answer:
         """The slow path of a whole answer: the first attempt failed or may not go where routed."""
         plan, fallback = self._plan(call, started)
         if err is None:
-            fallback.switch(call, plan.start())
+            await fallback.switch(call, plan.start())
         while True:
             if err is not None:
-                await self._next(call, plan, fallback, err)
+                await self._next(call, plan, fallback, err, sent_at)
             route = call.route
             assert route is not None and call.upstream_body is not None
+            sent_at = time.time()
             try:
                 resp = await self._send(route, call.upstream_body, call.headers, plan.deadline)
             except GatewayError as exc:
@@ -93,12 +101,13 @@ class ProviderCall:
         fallback: _Fallback | None = None
         if self._on and not rel.breakers.allow(route.deployment):
             plan, fallback = self._plan(call, started)
-            fallback.switch(call, plan.start())
+            await fallback.switch(call, plan.start())
         deadline = rel.deadline_from(started) if self._on else None
         while True:
             route = call.route
             assert route is not None and call.upstream_body is not None
             upstream = route.provider.stream(call.upstream_body, call.headers)
+            sent_at = time.time()
             try:
                 first = await self._first(upstream, route, deadline)
                 break
@@ -107,7 +116,7 @@ class ProviderCall:
                     raise
                 if plan is None or fallback is None:
                     plan, fallback = self._plan(call, started)
-                await self._next(call, plan, fallback, err)
+                await self._next(call, plan, fallback, err, sent_at)
         if self._on:
             rel.breakers.success(route.deployment)
         translator = stream_translator(call.wire, route.provider.wire, call.body, route.model)
@@ -139,17 +148,23 @@ class ProviderCall:
         peers = router.ranked.get(tier, ()) if router is not None and tier is not None else ()
         fallback = _Fallback(self.deployments, self.preparer)
         routed = self.deployments.get(call.model) is not route  # the client did not name it
-        return self.reliability.plan(route.deployment, peers, started, routed=routed), fallback
+        price_of = getattr(router, "price_of", None)
+        return self.reliability.plan(route.deployment, peers, started, routed=routed, price_of=price_of), fallback
 
-    async def _next(self, call: Call, plan: RetryPlan, fallback: "_Fallback", err: GatewayError) -> None:
+    async def _next(self, call: Call, plan: RetryPlan, fallback: "_Fallback", err: GatewayError,
+                    sent_at: float) -> None:
         """Move the call to its next attempt, or raise `err` when there is none."""
         try:
             name, delay = plan.after(err)
         except GiveUp:
             raise err from None
+        if err.code == INTERRUPTED:  # it reached the provider, which may bill it: its own ledger row
+            call.discarded.append(Attempt(why=f"retried: {err.message}"[:500], deployment=call.route,
+                                          tier=call.tier, usage=Usage(), cost=None, started_at=sent_at,
+                                          finished_at=time.time(), retries=call.retries, status=err.status))
         if delay > 0:
             await self.reliability.sleep(delay)
-        fallback.switch(call, name)
+        await fallback.switch(call, name)
         call.retries += 1
 
     def _left(self, deadline: float | None, route: Route) -> float | None:
@@ -205,7 +220,9 @@ class _Fallback:
     def __init__(self, deployments: Deployments, preparer: Preparer) -> None:
         self.deployments, self.preparer = deployments, preparer
 
-    def switch(self, call: Call, name: str) -> None:
+    async def switch(self, call: Call, name: str) -> None:
         route = self.deployments.routes[name]
         if route is not call.route:
             self.preparer.move(call, route, "fallback")
+            if call.on_move is not None:
+                await call.on_move(call)  # the budget covers the new deployment, or refuses

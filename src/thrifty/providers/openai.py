@@ -31,5 +31,5 @@ class OpenAIProvider(Provider):
         except ValueError:
             raise UpstreamError(f"{self.name}: invalid JSON in stream") from None
         if "error" in chunk and "choices" not in chunk:
-            raise UpstreamError(f"{self.name}: {self.error_message(chunk) or 'stream error'}")
+            raise UpstreamError(self.upstream_message(self.error_message(chunk) or "stream error"))
         return chunk

@@ -3,19 +3,40 @@
 The policy, in the order it applies to one call (`ProviderCall` drives it; nothing here is
 touched while the first attempt succeeds, apart from one breaker update):
 
-- **What is retried.** 5xx (not 501), timeouts and broken connections, and 408 / 409 (the
-  provider's own "try again": a request timeout and a lock conflict, which the OpenAI and
-  Anthropic SDKs retry too; `retry_statuses`). Any other 4xx is final: the request itself is
-  wrong, and sending it again costs money and answers the same.
-- **429** is not retried on the deployment that said it: that deployment gets no traffic until
-  its `retry-after` has passed (`rate_limit_cooldown_s` when the header is absent), and the
-  call moves at once, without backoff, to the next deployment of the tier. With no other
-  deployment the 429 goes back to the client, `retry-after` kept.
+- **What is retried.** 5xx (not 501), timeouts and broken connections (a dropped answer, or a
+  stream cut before its first event), and 408 / 409 (the provider's own "try again": a request
+  timeout and a lock conflict, which the OpenAI and Anthropic SDKs retry too; `retry_statuses`).
+  Any other 4xx is final: the request itself is wrong, and sending it again costs money and
+  answers the same.
+- **429** is not retried at once on the deployment that said it: that deployment gets no traffic
+  until its `retry-after` has passed (`rate_limit_cooldown_s` when the header is absent), and the
+  call moves at once, without backoff, to the next deployment of the tier that may take it. With
+  none, the call waits out the `retry-after` and goes back to the same deployment when that wait
+  is at most `rate_limit_wait_s` and ends before the deadline (as the OpenAI and Anthropic SDKs
+  do); otherwise the 429 goes back to the client, `retry-after` kept.
 - **Where a retry goes.** After a failure, the same deployment gets `same_deployment_retries`
   retries (after a backoff: full jitter, `uniform(0, min(backoff_max_s, backoff_base_s * 2**n))`),
   then the call moves to the next deployment of the tier that may take traffic. A retry that
-  moves to another deployment does not wait. `max_retries` bounds every attempt after the first,
-  fallbacks included, so a call makes at most `1 + max_retries` upstream attempts.
+  moves to another deployment does not wait. A cool-down is about rate limits, not about this
+  call's own transient error: when the deployment that just failed is cooling from another
+  call's 429 (a retry there would most likely be refused too), another deployment of the tier is
+  preferred; with none, the retry waits for the cool-down to end when it ends within
+  `rate_limit_wait_s` and the deadline, else it goes after its backoff anyway. `max_retries`
+  bounds every attempt after the first, fallbacks and 429 waits included, so a call makes at most
+  `1 + max_retries` upstream attempts.
+- **What a fallback may cost.** `fallback_max_price_ratio` keeps every move, the router's skip
+  of a cooling or open deployment included, to deployments whose price card (the router's
+  blended per-token price) is at most that many times the one first chosen: 1 (the default)
+  means never a dearer deployment, so a 429 on the cheapest one is waited out (above) rather
+  than paid for elsewhere; `null` allows any deployment of the tier. A deployment without a
+  price is a fallback only for one that has none either (there is nothing to compare).
+  `fallback_tiers` says where the router may send a call when no deployment of its tier may
+  take traffic: `own` (the default: the tier's cheapest deployment is tried anyway, and the
+  retries above wait out its cool-down), `cheaper` (weaker tiers, then its own), or `any`
+  (stronger tiers first, then weaker: a call can end up on the most expensive model; the
+  router's behaviour when used on its own). A move is budgeted: the call's reservation is
+  topped up for the new deployment's worst case before it is sent, and a budget without room
+  answers its 429 instead (`budgets.stage`).
 - **Circuit breaker** per deployment: over a sliding window of `window_s`, once at least
   `min_calls` outcomes are counted and the share of failures (5xx, timeouts, broken
   connections; not 4xx, not 429) reaches `failure_rate`, the breaker opens: no traffic for
@@ -29,6 +50,10 @@ touched while the first attempt succeeds, apart from one breaker update):
 - **Streams** can only be retried or moved before the provider's first event arrived, since
   nothing has reached the client until then. After that, a broken stream is the client's
   error event (and a breaker failure); the deadline also stops counting at the first event.
+- **Billed failures.** An attempt that reached the provider and was cut (a timeout, a dropped
+  answer) may have been billed: when it is retried, it is reported as a discarded attempt with
+  an unknown cost, so it has its own ledger row (`<request_id>.<n>`, the error's status); the
+  last attempt of a call that fails is the call's own row.
 
 Fallback candidates are the other deployments of the call's tier (`row.tier`), cheapest first
 as the router ranks them, when a router is configured and it chose the deployment
@@ -42,12 +67,15 @@ import asyncio
 import email.utils
 import random
 import time
+from decimal import Decimal
 from enum import Enum
-from typing import Awaitable, Callable, Literal, Sequence
+from typing import Awaitable, Callable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from thrifty.errors import GatewayError, GiveUp, RateLimited, UpstreamError, UpstreamTimeout
+from thrifty.errors import (
+    GatewayError, GiveUp, RateLimited, UpstreamCredentialsRefused, UpstreamError, UpstreamTimeout,
+)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -84,6 +112,12 @@ class ReliabilityConfig(BaseModel):
     # A client that named a model itself is, by default, served by that model or not at all.
     fallback: Literal["routed", "tier", "off"] = "routed"
     rate_limit_cooldown_s: float = Field(default=1.0, ge=0)  # a 429 without retry-after
+    # The longest retry-after (or cool-down) a retry waits for on the same deployment; 0: never wait.
+    rate_limit_wait_s: float = Field(default=5.0, ge=0)
+    # How much pricier than the first choice a fallback deployment may be (None: no limit).
+    fallback_max_price_ratio: float | None = Field(default=1.0, gt=0)
+    # Where routing sends a call when no deployment of its tier may take traffic (see above).
+    fallback_tiers: Literal["own", "cheaper", "any"] = "own"
     fail_fast: bool = False
     breaker: BreakerConfig = BreakerConfig()
 
@@ -139,6 +173,8 @@ def classify(err: GatewayError, config: ReliabilityConfig) -> Outcome:
         return Outcome.DEADLINE
     if status == 429:
         return Outcome.RATE_LIMITED
+    if isinstance(err, UpstreamCredentialsRefused):
+        return Outcome.FINAL  # the same key is refused again, wherever the call is retried
     if isinstance(err, UpstreamTimeout):
         return Outcome.FAILED if config.retry_on_timeout else Outcome.FINAL
     if status >= 500:
@@ -312,11 +348,26 @@ class Reliability:
         d = self.config.deadline_s
         return None if d is None else started + d
 
-    def plan(self, first: str, peers: Sequence[str], started: float, *, routed: bool = True) -> "RetryPlan":
-        """`routed`: the router chose this deployment (the client did not name it)."""
+    def plan(self, first: str, peers: Sequence[str], started: float, *, routed: bool = True,
+             price_of: Mapping[str, Decimal | None] | None = None) -> "RetryPlan":
+        """`routed`: the router chose this deployment (the client did not name it); `price_of`:
+        the router's price per deployment, for `fallback_max_price_ratio`."""
         mode = self.config.fallback
         may_move = mode == "tier" or (mode == "routed" and routed)
+        ratio = self.config.fallback_max_price_ratio
+        if may_move and ratio is not None:
+            peers = [p for p in peers if affordable(p, first, price_of or {}, ratio)]
         return RetryPlan(self, first, peers if may_move else (), started)
+
+
+def affordable(name: str, first: str, price_of: Mapping[str, Decimal | None], ratio: float | None) -> bool:
+    """Whether a move from `first` to `name` stays within `fallback_max_price_ratio`."""
+    if ratio is None or name == first:
+        return True
+    price, base = price_of.get(name), price_of.get(first)
+    if price is None or base is None:
+        return price is None and base is None  # unpriced peers: nothing to compare
+    return price <= base * Decimal(str(ratio))
 
 
 class RetryPlan:
@@ -368,19 +419,7 @@ class RetryPlan:
             rel.breakers.failure(name)
         if self.retries >= cfg.max_retries:
             raise GiveUp
-        target = None
-        if outcome is not Outcome.RATE_LIMITED and self.same < cfg.same_deployment_retries:
-            target = name if rel.breakers.allow(name) else None
-        if target is None:
-            target = self._available(skip=name, claim=True)
-        if target is None and outcome is not Outcome.RATE_LIMITED and rel.breakers.allow(name):
-            target = name  # no other deployment: keep retrying this one
-        if target is None:
-            raise GiveUp
-        delay = 0.0
-        if target in self.tried:
-            delay = backoff_delay(self.backoffs, cfg.backoff_base_s, cfg.backoff_max_s, rel.rng)
-            self.backoffs += 1
+        target, delay = self._next(name, outcome)
         left = self.remaining()
         if left is not None and delay >= left:
             raise GiveUp  # never wait past the deadline
@@ -388,6 +427,33 @@ class RetryPlan:
         self.current = target
         self.retries += 1
         return target, delay
+
+    def _next(self, name: str, outcome: Outcome) -> tuple[str, float]:
+        """Where the retry after a failure on `name` goes, and how long it waits first."""
+        rel, cfg = self.rel, self.rel.config
+        if outcome is not Outcome.RATE_LIMITED and self.same < cfg.same_deployment_retries \
+                and rel.breakers.allow(name):
+            return name, self._backoff()
+        other = self._available(skip=name, claim=True)
+        if other is not None:
+            return other, self._backoff() if other in self.tried else 0.0
+        # Nowhere else to go: wait out a cool-down (this call's 429, or another call's) when it
+        # is short, else retry a failure after its backoff anyway (a 429 goes back to the client).
+        cooling = rel.breakers.cooling_for(name)
+        left = self.remaining()
+        if cooling > 0 and cooling <= cfg.rate_limit_wait_s and (left is None or cooling < left):
+            return name, max(cooling, self._backoff() if outcome is not Outcome.RATE_LIMITED else 0.0)
+        if outcome is Outcome.RATE_LIMITED:
+            raise GiveUp
+        if not rel.breakers.allow(name) and cfg.fail_fast:
+            raise GiveUp
+        return name, self._backoff()  # open or cooling past the wait: tried anyway, as in start()
+
+    def _backoff(self) -> float:
+        cfg = self.rel.config
+        delay = backoff_delay(self.backoffs, cfg.backoff_base_s, cfg.backoff_max_s, self.rel.rng)
+        self.backoffs += 1
+        return delay
 
     def _available(self, skip: str, claim: bool = False) -> str | None:
         """The first deployment other than `skip` that may take traffic; untried ones first."""

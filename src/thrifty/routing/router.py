@@ -8,6 +8,13 @@ decision (floor, ceiling, a daily cap on heavy-tier decisions), never replaces i
 Deployments within a tier are ranked once, at start-up, by their price card (blended input and
 output price), falling back to the configured order for models without a price; the first
 healthy one serves. `health` is a callable the gateway provides (default: all healthy).
+
+When a tier's cheapest deployment may not take traffic (its breaker is open, or it is cooling
+after a 429), a skip is a fallback and follows the reliability policy's price rules
+(`providers.reliability`): `max_price_ratio` bounds how much pricier the deployment that serves
+may be than the tier's cheapest, and `cross_tier` where the call may go when no deployment of
+the tier qualifies (`own`: the tier's cheapest is tried anyway; `cheaper`: weaker tiers first;
+`any`: stronger, then weaker tiers, and a 503 when nothing anywhere is healthy).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping, Protocol
 
 from thrifty.errors import ConfigError, NotFound, UpstreamError
+from thrifty.providers.reliability import affordable
 from thrifty.routing.features import RequestFeatures
 from thrifty.routing.rules import CompiledRule, RoutingConfig, UserTierPolicy, compile_rules
 
@@ -80,8 +88,11 @@ class Router:
     def __init__(self, config: RoutingConfig, *, deployments: Mapping[str, Any] | None = None,
                  aliases: Mapping[str, str] | None = None, prices: Any = None, health: Health | None = None,
                  counter: HeavyCounter | None = None, clock: Callable[[], float] = time.time,
-                 config_path: str = "<config>") -> None:
+                 config_path: str = "<config>", cross_tier: str = "any",
+                 max_price_ratio: float | None = None) -> None:
         self.config = config
+        self.cross_tier = cross_tier
+        self.max_price_ratio = max_price_ratio
         self.order = config.order()
         self._rank = {t: i for i, t in enumerate(self.order)}
         self._rules, self._matcher = compile_rules(config.rules)
@@ -94,6 +105,7 @@ class Router:
         self._heavy = frozenset(heavy)
         self.ranked: dict[str, tuple[str, ...]] = {}
         self.tier_of: dict[str, str] = {}  # deployment -> the weakest tier that lists it
+        self.price_of: dict[str, Decimal | None] = {}  # deployment -> the blended price it is ranked by
         for tier in self.order:
             names = config.tiers[tier]
             for name in names:
@@ -101,6 +113,7 @@ class Router:
                     raise ConfigError(config_path, f"routing.tiers.{tier}",
                                       f"unknown deployment {name!r} (known: {', '.join(sorted(deployments))})")
                 self.tier_of.setdefault(name, tier)
+                self.price_of[name] = _price(name, deployments, prices, config.price_input_weight)
             self.ranked[tier] = _by_price(names, deployments, prices, config.price_input_weight)
 
     # --- the decision ---------------------------------------------------------------------
@@ -240,16 +253,26 @@ class Router:
         return None, note
 
     def _pick(self, tier: str) -> tuple[str, str]:
-        """The cheapest healthy deployment of `tier`; else of the next stronger, then weaker, tiers."""
-        for name in self.ranked[tier]:
-            if self._healthy(name):
+        """The cheapest healthy deployment of `tier`; else one of another tier as `cross_tier` allows."""
+        ranked = self.ranked[tier]
+        first = ranked[0] if ranked else None
+        for name in ranked:
+            if self._healthy(name) and self._affordable(name, first):
                 return name, ""
         rank = self._rank[tier]
-        for other in self.order[rank + 1:] + list(reversed(self.order[:rank])):
+        weaker = list(reversed(self.order[:rank]))
+        others = {"any": self.order[rank + 1:] + weaker, "cheaper": weaker}.get(self.cross_tier, [])
+        for other in others:
             for name in self.ranked[other]:
-                if self._healthy(name):
+                if self._healthy(name) and self._affordable(name, first):
                     return name, f"; no healthy deployment in {tier}, served by {other}"
-        raise UpstreamError(f"no healthy deployment in any routing tier (asked for {tier})", status=503)
+        if self.cross_tier == "any" or first is None:
+            raise UpstreamError(f"no healthy deployment in any routing tier (asked for {tier})", status=503)
+        # The reliability policy waits out its cool-down (or answers 503/429 under fail_fast).
+        return first, f"; no deployment of {tier} may take traffic now, tried anyway"
+
+    def _affordable(self, name: str, first: str | None) -> bool:
+        return first is None or affordable(name, first, self.price_of, self.max_price_ratio)
 
     def tier_of_pick(self, tier: str, deployment: str) -> str:
         """The tier a picked deployment serves as: `tier` unless the pick moved to another tier."""
@@ -257,6 +280,16 @@ class Router:
 
     def _healthy(self, name: str) -> bool:
         return self._health is None or bool(self._health(name))
+
+
+def _price(name: str, deployments: Mapping[str, Any] | None, prices: Any, input_weight: float) -> Decimal | None:
+    """The blended price a deployment is ranked by (None: no price card)."""
+    if prices is None:
+        return None
+    dep = deployments.get(name) if deployments is not None else None
+    model = getattr(dep, "model", name) if dep is not None else name
+    card = prices.card(model, getattr(dep, "price_provider", None))
+    return None if card is None else card.input * Decimal(str(input_weight)) + card.output
 
 
 def _by_price(names: list[str], deployments: Mapping[str, Any] | None, prices: Any,

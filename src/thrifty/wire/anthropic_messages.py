@@ -12,7 +12,7 @@ import orjson
 
 from thrifty import jsonutil
 from thrifty.contract.usage import Usage
-from thrifty.errors import GatewayError, InvalidRequest
+from thrifty.errors import GatewayError
 from thrifty.wire import replay
 from thrifty.wire.anthropic_stream import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from thrifty.wire.anthropic_translate import (
@@ -21,9 +21,9 @@ from thrifty.wire.anthropic_translate import (
 )
 from thrifty.wire.anthropic_usage import usage_from_anthropic, usage_to_anthropic
 from thrifty.wire.base import (
-    AnswerMap, AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire,
-    require_model_and_messages, tools_chars,
+    AnswerMap, AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire, tools_chars,
 )
+from thrifty.wire.fields import ANTHROPIC_CHECK
 
 _ERROR_TYPES = {
     "invalid_request": "invalid_request_error", "authentication": "authentication_error",
@@ -88,11 +88,7 @@ class AnthropicMessages(Wire):
     # --- the client's request -------------------------------------------------------------
 
     def check(self, body: Any) -> tuple[str, bool]:
-        model, stream = require_model_and_messages(body)
-        mt = body.get("max_tokens")
-        if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
-            raise InvalidRequest("max_tokens: field required (a positive integer)", param="max_tokens")
-        return model, stream
+        return ANTHROPIC_CHECK.check(body)
 
     def user(self, body: Json) -> str | None:
         meta = body.get("metadata")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from thrifty.contract.usage import Usage
-from thrifty.errors import GatewayError, InvalidRequest
+from thrifty.errors import GatewayError
 
 Json = dict[str, Any]
 
@@ -251,15 +251,3 @@ def tools_chars(tools: list[Any]) -> int:
 
 def is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def require_model_and_messages(body: Any) -> tuple[str, bool]:
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", param="model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
-    return model, body.get("stream") is True

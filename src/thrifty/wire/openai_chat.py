@@ -14,9 +14,9 @@ from thrifty.contract.usage import Usage
 from thrifty.errors import GatewayError
 from thrifty.wire import replay
 from thrifty.wire.base import (
-    AnswerMap, AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire, is_count,
-    require_model_and_messages, tools_chars,
+    AnswerMap, AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire, is_count, tools_chars,
 )
+from thrifty.wire.fields import OPENAI_CHECK
 
 _ERROR_TYPES = {
     "invalid_request": "invalid_request_error", "authentication": "authentication_error",
@@ -76,7 +76,7 @@ class OpenAIChat(Wire):
     # --- the client's request -------------------------------------------------------------
 
     def check(self, body: Any) -> tuple[str, bool]:
-        return require_model_and_messages(body)
+        return OPENAI_CHECK.check(body)
 
     def user(self, body: Json) -> str | None:
         u = body.get("user")

@@ -1,0 +1,230 @@
+"""The gateway's own OpenAPI 3.1 document, served at `GET /openapi.json`.
+
+The chat surfaces' request schemas are built from the same field table the wires' `check()`
+enforces (`thrifty.wire.fields`), so a request the document accepts is never refused by the
+gateway's own validation (the provider may still refuse a value it does not support). A budget's
+schema is pydantic's, from `BudgetConfig`. Errors are documented in each protocol's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thrifty import jsonutil
+from thrifty.wire.fields import (
+    ANTHROPIC_CHECK, BLOCK_FIELDS, FUNCTION_FIELDS, MESSAGE_FIELDS, OPENAI_CHECK, TOOL_CALL_FIELDS, TOOL_FIELDS, Checker,
+)
+
+_REF = "#/components/schemas/"
+
+_KIND_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "boolean": {"type": "boolean"},
+    "integer": {"type": "integer"},
+    "positive": {"type": "integer", "minimum": 1},
+    "count": {"type": "integer", "minimum": 0},
+    "number": {"type": "number"},
+    "object": {"type": "object"},
+    "array": {"type": "array"},
+    "objects": {"type": "array", "items": {"type": "object"}},
+    "strings": {"type": "array", "items": {"type": "string"}},
+    "string_or_strings": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "string_or_object": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+    "string_or_objects": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _object(table: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {name: dict(_KIND_SCHEMAS[kind]) for name, kind in table.items()},
+            **extra}
+
+
+def _content(nested: bool = False) -> dict[str, Any]:
+    block = _object(BLOCK_FIELDS, required=["type"])
+    block["properties"]["type"] = {"type": "string"}
+    if not nested:
+        block["properties"]["content"] = _content(nested=True)
+    return {"anyOf": [{"type": "string"}, {"type": "array", "items": block}]}
+
+
+def request_schema(checker: Checker) -> dict[str, Any]:
+    """A chat request as `checker` validates it (other fields are passed on to the provider)."""
+    props = {name: dict(_KIND_SCHEMAS[kind]) for name, kind in checker.fields.items()}
+    props["model"] = {"type": "string", "minLength": 1}
+    function = _object(FUNCTION_FIELDS)
+    message = _object(MESSAGE_FIELDS, required=["role"])
+    message["properties"].update(role={"enum": list(checker.roles)}, content=_content(),
+                                 tool_calls={"type": "array", "items": _object(TOOL_CALL_FIELDS)})
+    message["properties"]["tool_calls"]["items"]["properties"]["function"] = function
+    props["messages"] = {"type": "array", "minItems": 1, "items": message}
+    tool = _object(TOOL_FIELDS)
+    tool["properties"]["function"] = function
+    props["tools"] = {"type": "array", "items": tool}
+    if "system" in props:
+        props["system"] = _content()
+    return {"type": "object", "required": ["model", "messages", *checker.required], "properties": props}
+
+
+_OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type", "param", "code"],
+    "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                   "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
+_ANTHROPIC_ERROR = {"type": "object", "required": ["type", "error"], "properties": {
+    "type": {"const": "error"},
+    "error": {"type": "object", "required": ["type", "message"],
+              "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _answers(ok: dict[str, Any] | None, error: str = "OpenAIError", ok_status: str = "200",
+             stream: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if ok is not None:
+        out[ok_status] = _json(ok, "success")
+        if stream:
+            out[ok_status]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    out["default"] = _json(_ref(error), "an error, in the protocol's own shape")
+    return out
+
+
+def _attribution_headers() -> list[dict[str, Any]]:
+    return [{"name": name, "in": "header", "required": False,
+             "description": "attribution recorded in the ledger; longer than server.max_attribution_chars "
+                            "(default 256) is refused with 400",
+             "schema": {"type": "string", "maxLength": 256, "pattern": "^[\\x20-\\x7e]*$"}}
+            for name in ("x-thrifty-feature", "x-thrifty-user", "x-thrifty-task", "x-thrifty-call-site")]
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+def _budget_schemas() -> dict[str, Any]:
+    from thrifty.budgets.limits import BudgetConfig
+
+    schema = BudgetConfig.model_json_schema(ref_template=_REF + "{model}", mode="validation")
+    defs = schema.pop("$defs", {})
+    return {**defs, "Budget": schema}
+
+
+def build() -> dict[str, Any]:
+    from thrifty.budgets.limits import Scope
+    from typing import get_args
+
+    scopes = list(get_args(Scope))
+    chat_params = _attribution_headers()
+    any_object = {"type": "object"}
+    key = {"type": "object", "properties": {"id": {"type": "string"}, "tenant": {"type": "string"},
+                                            "name": {"type": ["string", "null"]}}}
+    paths: dict[str, Any] = {
+        "/v1/chat/completions": {"post": {
+            "summary": "OpenAI-compatible chat completion", "operationId": "chatCompletions",
+            "security": [{"bearer": []}], "parameters": chat_params,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ChatRequest")}}},
+            "responses": _answers(_ref("ChatCompletion"), stream=True)}},
+        "/v1/messages": {"post": {
+            "summary": "Anthropic-compatible messages", "operationId": "messages",
+            "security": [{"bearer": []}, {"x-api-key": []}], "parameters": chat_params,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MessagesRequest")}}},
+            "responses": _answers(_ref("Message"), "AnthropicError", stream=True)}},
+        "/v1/models": {"get": {"summary": "the models and tiers this gateway serves", "operationId": "models",
+                               "security": [{"bearer": []}],
+                               "responses": _answers({"type": "object", "required": ["object", "data"],
+                                                      "properties": {"object": {"const": "list"},
+                                                                     "data": {"type": "array"}}})}},
+        "/v1/thrifty/feedback": {"post": {
+            "summary": "report a cached answer as bad (semantic cache)", "operationId": "feedback",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["request_id"],
+                "properties": {"request_id": {"type": "string"}, "bad": {"type": "boolean"}}}}}},
+            "responses": _answers(any_object)}},
+        "/health": {"get": {"summary": "liveness", "operationId": "health", "security": [],
+                            "responses": {"200": _json({"type": "object", "required": ["status"],
+                                                        "properties": {"status": {"const": "ok"}}}, "alive")}}},
+        "/openapi.json": {"get": {"summary": "this document", "operationId": "openapi", "security": [],
+                                  "responses": {"200": _json(any_object, "the OpenAPI document")}}},
+        "/admin/keys": {
+            "get": {"summary": "list virtual keys (ids, never keys)", "operationId": "listKeys",
+                    "security": [{"admin": []}], "responses": _answers(_ref("List"))},
+            "post": {"summary": "create a virtual key", "operationId": "createKey", "security": [{"admin": []}],
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["tenant"],
+                         "properties": {"tenant": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                                        "name": {"type": "string"}}}}}},
+                     "responses": _answers({**key, "required": ["key", "id", "tenant"]}, ok_status="201")}},
+        "/admin/keys/{id}": {"delete": {
+            "summary": "revoke a virtual key", "operationId": "revokeKey", "security": [{"admin": []}],
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": _answers(key)}},
+        "/admin/budgets": {"get": {"summary": "budgets in force (config and API)", "operationId": "listBudgets",
+                                   "security": [{"admin": []}], "responses": _answers(_ref("List"))}},
+        "/admin/budgets/{name}": {
+            "put": {"summary": "create or replace an API budget", "operationId": "putBudget",
+                    "security": [{"admin": []}],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Budget")}}},
+                    "responses": {**_answers(any_object), "201": _json(any_object, "created")}},
+            "delete": {"summary": "delete an API budget", "operationId": "deleteBudget", "security": [{"admin": []}],
+                       "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                       "responses": _answers(any_object)}},
+        "/admin/spend": {"get": {
+            "summary": "spend of the budgets on one scope", "operationId": "spend", "security": [{"admin": []}],
+            "parameters": [_query("scope", {"enum": scopes}, "the budget scope", required=True),
+                           _query("value", {"type": "string"}, "the scope's value (all scopes but global)"),
+                           _query("tenant", {"type": "string"}, "the tenant, for budgets counted per tenant")],
+            "responses": _answers({"type": "object", "required": ["scope", "budgets"],
+                                   "properties": {"scope": {"enum": scopes}, "budgets": {"type": "array"}}})}},
+        "/admin/savings": {"get": {
+            "summary": "baseline, actual and each lever's saving", "operationId": "savings",
+            "security": [{"admin": []}],
+            "parameters": [_query("since", {"type": "string"}, "unix seconds or ISO 8601 (UTC without offset)"),
+                           _query("until", {"type": "string"}, "unix seconds or ISO 8601, exclusive"),
+                           _query("group_by", {"enum": ["feature", "tenant", "model", "served_model",
+                                                        "requested_model", "tier"]}, "grouping")],
+            "responses": _answers({"type": "object", "required": ["total"], "properties": {"total": any_object}})}},
+        "/admin/metrics": {"get": {"summary": "this replica's lever counters", "operationId": "metrics",
+                                   "security": [{"admin": []}], "responses": _answers(any_object)}},
+    }
+    schemas: dict[str, Any] = {
+        "ChatRequest": request_schema(OPENAI_CHECK),
+        "MessagesRequest": request_schema(ANTHROPIC_CHECK),
+        "ChatCompletion": {"type": "object", "required": ["id", "object", "choices"],
+                           "properties": {"object": {"const": "chat.completion"}, "choices": {"type": "array"}}},
+        "Message": {"type": "object", "required": ["id", "type", "role", "content"],
+                    "properties": {"type": {"const": "message"}, "content": {"type": "array"}}},
+        "List": {"type": "object", "required": ["object", "data"],
+                 "properties": {"object": {"const": "list"}, "data": {"type": "array"}}},
+        "OpenAIError": _OPENAI_ERROR,
+        "AnthropicError": _ANTHROPIC_ERROR,
+        **_budget_schemas(),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Thrifty gateway", "version": "1",
+                 "description": "An LLM cost gateway: OpenAI- and Anthropic-compatible chat surfaces, "
+                                "a ledger of every call, and an admin API."},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "a virtual key"},
+            "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "admin": {"type": "http", "scheme": "bearer", "description": "the admin key (admin.key)"}}},
+    }
+
+
+_DOCUMENT: bytes | None = None
+
+
+def document() -> bytes:
+    """The document as JSON bytes, built once."""
+    global _DOCUMENT
+    if _DOCUMENT is None:
+        _DOCUMENT = jsonutil.dumps(build())
+    return _DOCUMENT
