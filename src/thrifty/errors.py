@@ -78,6 +78,11 @@ class UpstreamError(GatewayError):
     status, kind = 502, "upstream"
 
 
+# The code of an upstream error raised after the request reached the provider (a timeout, a broken
+# connection, a stream cut short): the provider may have billed the attempt.
+UPSTREAM_INTERRUPTED = "upstream_interrupted"
+
+
 class UpstreamTimeout(UpstreamError):
     status, kind = 504, "timeout"
 

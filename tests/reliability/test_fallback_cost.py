@@ -249,3 +249,54 @@ async def test_a_fallback_the_budget_cannot_cover_gets_the_budgets_429_and_is_no
     assert info.value.status == 429 and "has no room" in info.value.message
     assert big.bodies == [] and len(mini.bodies) == 1
     assert await spent(stage) == (Decimal(0), Decimal(0))  # nothing held, nothing spent
+
+
+# --- an attempt the provider may have billed is charged, and its retry budgeted -----------------
+
+def worst_case(stage: Budgets, call) -> Decimal:
+    return stage.estimator.estimate(call.upstream_body, call.route.provider.wire, call.route.model, None).usd
+
+
+async def test_a_retry_after_a_cut_attempt_is_budgeted_and_the_cut_attempt_charged_at_its_worst():
+    mini = Scripted("gpt-4o-mini", [cut("timeout")])
+    gw = gateway({"gpt-4o-mini": mini}, {"fast": ["gpt-4o-mini"]})
+    stage = budgets("1")
+    call = make_call(gw, "gpt-4o-mini")
+    held_during_retry = []
+    pc = provider_call(gw)
+
+    async def provider(c):
+        answer = await pc(c)
+        held_during_retry.append(await spent(stage))
+        return answer
+
+    answer = await stage(call, provider)
+    worst = worst_case(stage, call)
+    assert answer.complete and len(mini.bodies) == 2 and len(call.discarded) == 1
+    assert held_during_retry[0][1] == 2 * worst  # the cut attempt's hold and the retry's own
+    # The cut attempt may have been billed in full: charged at its worst case, beside the answer.
+    assert await spent(stage) == (worst + answer.cost, Decimal(0))
+
+
+async def test_a_call_whose_last_attempt_was_cut_is_charged_not_released():
+    mini = Scripted("gpt-4o-mini", [cut("drop"), cut("drop"), cut("drop")])
+    gw = gateway({"gpt-4o-mini": mini}, {"fast": ["gpt-4o-mini"]})
+    stage = budgets("1")
+    call = make_call(gw, "gpt-4o-mini")
+    with pytest.raises(UpstreamError):
+        await stage(call, provider_call(gw))
+    assert len(mini.bodies) == 3
+    assert await spent(stage) == (3 * worst_case(stage, call), Decimal(0))
+
+
+async def test_a_retry_after_a_cut_attempt_that_the_budget_cannot_hold_is_refused_and_not_sent():
+    mini = Scripted("gpt-4o-mini", [cut("timeout")])
+    gw = gateway({"gpt-4o-mini": mini}, {"fast": ["gpt-4o-mini"]})
+    probe = make_call(gw, "gpt-4o-mini")
+    one = worst_case(budgets("1"), probe)
+    stage = budgets(str(one * Decimal("1.5")))  # room for one worst case, not two
+    call = make_call(gw, "gpt-4o-mini")
+    with pytest.raises(BudgetExceeded):
+        await stage(call, provider_call(gw))
+    assert len(mini.bodies) == 1  # the retry was not sent
+    assert await spent(stage) == (one, Decimal(0))  # the cut attempt is charged, nothing overshot

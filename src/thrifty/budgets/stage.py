@@ -11,14 +11,23 @@ What happens to the reservation:
 - a stream that breaks off or is abandoned after it started (client gone, upstream cut): the
   provider billed an unknown part of it, so the worst case is charged (`broken_streams:
   charge`, the default) or nothing (`release`);
-- an error before any answer (upstream 4xx/5xx, connection refused, cancellation): released.
+- an error before any answer (upstream 4xx/5xx, connection refused, cancellation): released;
+  but an error after the request reached the provider (`UPSTREAM_INTERRUPTED`: a timeout, a
+  connection or stream cut) may have been billed, so that attempt's hold is charged at its worst
+  case.
 
-A fallback that moves the call to another deployment (`Call.on_move`) is covered before it is
-sent: when the new deployment's worst case is above what is held, the difference is reserved as
-a top-up (a second reservation on the same scopes: a rate limit counts it as one more request,
-which it is upstream), and a budget without room refuses the move with its 429 instead of
-overshooting. A top-up is released when the call settles (its actual cost goes to the first
-reservation), or charged at its worst case with it when a stream breaks off.
+Retries are covered before they are sent (`Call.cover_attempt`), so that no retry can take spend
+past a hard limit:
+
+- a fallback to another deployment: when its worst case is above what is held, the difference is
+  reserved as a top-up (a second reservation on the same scopes: a rate limit counts it as one
+  more request, which it is upstream); a top-up is released when the call settles (its actual
+  cost goes to the first reservation), or charged at its worst case with it when a stream breaks;
+- a retry after an attempt the provider may have billed: what is held stays with that attempt
+  (charged at its worst case when the call ends: what it was billed is not visible from here) and
+  the retry gets a reservation of its own.
+
+A budget without room refuses the retry with its 429 instead of overshooting.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from thrifty.budgets.estimate import Estimator
 from thrifty.budgets.scopes import CallScopes
 from thrifty.contract import Answer, Call, Next, Stage
 from thrifty.contract.usage import Usage
+from thrifty.errors import UPSTREAM_INTERRUPTED
 from thrifty.pricing import PriceBook
 
 log = logging.getLogger("thrifty.budgets")
@@ -59,7 +69,7 @@ class Budgets(Stage):
     async def __call__(self, call: Call, call_next: Next) -> Answer:
         enforcer = self.enforcer
         scopes = CallScopes.of(call)
-        call.on_move = None  # an earlier attempt's (escalation runs this stage once per attempt)
+        call.cover_attempt = None  # an earlier attempt's (escalation runs this stage once per attempt)
         if not enforcer.has_limits(scopes):
             return await call_next(call)
         route, body = call.route, call.upstream_body
@@ -84,11 +94,14 @@ class Budgets(Stage):
             self.on_reserved(call, r)
         held = _Held(self, scopes, r)
         if r.worst_usd or r.worst_tokens:
-            call.on_move = held.cover
+            call.cover_attempt = held.cover
         try:
             answer = await call_next(call)
-        except BaseException:
-            await held.release()
+        except BaseException as exc:
+            if getattr(exc, "code", None) == UPSTREAM_INTERRUPTED:
+                await held.charge_worst()  # the last attempt reached the provider: maybe billed
+            else:
+                await held.release()
             raise
         if answer.events is None:
             await held.settle(answer.cost, used_tokens(answer.usage))
@@ -135,28 +148,34 @@ class Budgets(Stage):
 
 
 class _Held:
-    """A call's reservations: the first, and a top-up for each fallback that costs more than held."""
+    """A call's reservations: `all` covers the attempt in flight (the first reservation, and a
+    top-up for each fallback that costs more than held); `billed` those of earlier attempts the
+    provider may have billed, charged at their worst case whatever the call's end."""
 
-    __slots__ = ("stage", "scopes", "all")
+    __slots__ = ("stage", "scopes", "all", "billed")
 
     def __init__(self, stage: Budgets, scopes: CallScopes, first: Reservation) -> None:
         self.stage, self.scopes, self.all = stage, scopes, [first]
+        self.billed: list[Reservation] = []
 
-    async def cover(self, call: Call) -> None:
-        """Before a fallback is sent: hold the new deployment's worst case, or raise the budget's 429."""
+    async def cover(self, call: Call, after_cut: bool = False) -> None:
+        """Before a retry is sent: hold its worst case, or raise the budget's 429."""
         route, body = call.route, call.upstream_body
         assert route is not None and body is not None
         est = self.stage.estimator.estimate(body, route.provider.wire, route.model, route.price_provider)
+        if after_cut:  # the cut attempt keeps what it held; this one needs its own
+            self.billed.extend(self.all)
+            self.all = []
         more_usd = max(ZERO, (est.usd or ZERO) - sum((r.worst_usd for r in self.all), ZERO))
         more_tokens = max(0, est.tokens - sum(r.worst_tokens for r in self.all))
-        if not more_usd and not more_tokens:
+        if self.all and not more_usd and not more_tokens:
             return
         enforcer = self.stage.enforcer
         extra = await enforcer.reserve(self.scopes, more_usd, more_tokens)  # raises a hard budget's 429
-        if extra.downgrade:  # a downgrade budget has no room: no move to a dearer deployment
+        if extra.downgrade:  # a downgrade budget has no room: no further attempt on it
             await enforcer.release(extra)
             i = next(i for i, a in enumerate(extra.applied) if a.budget.name in extra.downgraded_by)
-            raise enforcer.exceeded(extra, i, reason=f"has no room for this call's fallback to {route.model}")
+            raise enforcer.exceeded(extra, i, reason=f"has no room for this call's retry on {route.model}")
         self.all.append(extra)
 
     async def settle(self, usd: Decimal | None, tokens: int) -> None:
@@ -164,14 +183,19 @@ class _Held:
         await self.stage.enforcer.settle(first, usd, tokens)
         for r in extra:
             await self.stage.enforcer.release(r)
+        await self._charge(self.billed)
 
     async def charge_worst(self) -> None:
-        for r in self.all:
-            await self.stage.enforcer.settle(r, r.worst_usd, r.worst_tokens)
+        await self._charge(self.all + self.billed)
 
     async def release(self) -> None:
         for r in self.all:
             await self.stage.enforcer.release(r)
+        await self._charge(self.billed)
+
+    async def _charge(self, held: list[Reservation]) -> None:
+        for r in held:
+            await self.stage.enforcer.settle(r, r.worst_usd, r.worst_tokens)
 
 
 def used_tokens(usage: Usage) -> int:

@@ -66,9 +66,11 @@ class Call:
     prefix_id: str | None = None  # the prompt-cache prefix of the current body
     discarded: list[Attempt] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)  # stages' additions to the answer's headers
-    # Awaited before an attempt is sent to another deployment than the one budgeted (a fallback):
-    # a budget tops up its reservation for it, or raises its 429. None: nothing to cover.
-    on_move: Callable[["Call"], Awaitable[None]] | None = None
+    # Awaited before a retry that needs more than is held: one sent to another deployment than the
+    # one budgeted (a fallback), or one after an attempt the provider may have billed (`after_cut`,
+    # which then keeps its own hold). A budget reserves what the attempt needs, or raises its 429.
+    # None: nothing to cover.
+    cover_attempt: Callable[["Call", bool], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True, eq=False)

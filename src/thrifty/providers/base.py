@@ -16,7 +16,7 @@ import aiohttp
 
 from thrifty import jsonutil
 from thrifty.config import ProviderConfig
-from thrifty.errors import GatewayError, UpstreamError, UpstreamTimeout, error_for_status
+from thrifty.errors import UPSTREAM_INTERRUPTED, GatewayError, UpstreamError, UpstreamTimeout, error_for_status
 from thrifty.redact import Redactor
 from thrifty.wire import Wire
 
@@ -24,7 +24,7 @@ log = logging.getLogger("thrifty.providers")
 
 # The code of an error after the request reached the provider and its answer was cut (a timeout,
 # a dropped connection): unlike a refusal, the provider may have billed it.
-INTERRUPTED = "upstream_interrupted"
+INTERRUPTED = UPSTREAM_INTERRUPTED  # reached the provider: it may have billed the attempt
 
 
 class Provider(ABC):

@@ -158,13 +158,14 @@ class ProviderCall:
             name, delay = plan.after(err)
         except GiveUp:
             raise err from None
-        if err.code == INTERRUPTED:  # it reached the provider, which may bill it: its own ledger row
+        cut = err.code == INTERRUPTED
+        if cut:  # it reached the provider, which may bill it: its own ledger row
             call.discarded.append(Attempt(why=f"retried: {err.message}"[:500], deployment=call.route,
                                           tier=call.tier, usage=Usage(), cost=None, started_at=sent_at,
                                           finished_at=time.time(), retries=call.retries, status=err.status))
         if delay > 0:
             await self.reliability.sleep(delay)
-        await fallback.switch(call, name)
+        await fallback.switch(call, name, after_cut=cut)
         call.retries += 1
 
     def _left(self, deadline: float | None, route: Route) -> float | None:
@@ -220,9 +221,12 @@ class _Fallback:
     def __init__(self, deployments: Deployments, preparer: Preparer) -> None:
         self.deployments, self.preparer = deployments, preparer
 
-    async def switch(self, call: Call, name: str) -> None:
+    async def switch(self, call: Call, name: str, *, after_cut: bool = False) -> None:
+        """Point the call's next attempt at deployment `name`; the budget covers that attempt
+        (or refuses it) when it goes elsewhere or follows one the provider may have billed."""
         route = self.deployments.routes[name]
-        if route is not call.route:
+        moved = route is not call.route
+        if moved:
             self.preparer.move(call, route, "fallback")
-            if call.on_move is not None:
-                await call.on_move(call)  # the budget covers the new deployment, or refuses
+        if (moved or after_cut) and call.cover_attempt is not None:
+            await call.cover_attempt(call, after_cut)
