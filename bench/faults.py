@@ -56,7 +56,7 @@ def emulator_config(rate: float) -> dict[str, Any]:
 
 async def one(client: httpx.AsyncClient, url: str, key: str, i: int, retries: int) -> dict[str, Any]:
     model = ROUTES[i % len(ROUTES)]
-    body = {"model": model, "max_completion_tokens": 64, "messages": [
+    body = {"model": model, "max_completion_tokens": 1024, "messages": [  # room for gpt-5-nano's reasoning tokens
         {"role": "system", "content": "You answer customer questions for an online shop, briefly."},
         {"role": "user", "content": f"Question {i}: how do refunds work for an order that arrived late?"}]}
     statuses = []

@@ -51,6 +51,7 @@ log = logging.getLogger("thrifty.ledger")
 INTERRUPTED_STATUS = 0
 INTERRUPTED = "interrupted"
 SEGMENT_BYTES = 1 << 20
+_MAP_SLACK = 256 << 10  # a mapped segment's room past SEGMENT_BYTES, for the write that crosses it
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Journal:
         self.directory = directory
         self.fsync = fsync
         self.segment_bytes = segment_bytes
-        self.spool = Spool(directory, sync=fsync)
+        self.spool = Spool(directory, sync=fsync, mapped_bytes=segment_bytes + _MAP_SLACK)
         self._lock = threading.Lock()
         self._pending: dict[int, int] = {}  # segment -> lines whose work is not done yet
         self._rows: dict[str, tuple[int, int]] = {}  # id of a row not yet handled -> (segment, number)
@@ -244,7 +245,8 @@ class Journal:
             try:
                 ended = max(ended, os.stat(path).st_mtime)
                 with open(path, "rb") as f:
-                    lines = f.read().splitlines()
+                    data = f.read()
+                lines = data[:data.find(b"\0")].splitlines() if b"\0" in data else data.splitlines()
             except FileNotFoundError:
                 continue
             for line in lines:
