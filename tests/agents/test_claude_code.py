@@ -139,11 +139,15 @@ def _task_rows(ledger_path: Path, task: str, n: int, timeout: float = 10.0) -> l
         time.sleep(0.05)
 
 
-def _run_session(claude: str, stack: Stack, tmp: Path, tag: str, prompt: str, trace: bool) -> Session:
+def _run_session(claude: str, stack: Stack, tmp: Path, tag: str, prompt: str, trace: bool,
+                 own_task: bool = True) -> Session:
+    """`own_task`: the session names its task in `x-thrifty-task`; else the gateway takes Claude
+    Code's own session id as the task."""
     home, work = tmp / f"home-{tag}", tmp / "work"
     home.mkdir()
     work.mkdir(exist_ok=True)
     task = f"claude-code-{tag}"
+    custom = (f"x-thrifty-task: {task}\n" if own_task else "") + "x-thrifty-feature: claude-code"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
         "XDG_CONFIG_HOME": str(home / ".config"), "XDG_CACHE_HOME": str(home / ".cache"),
@@ -152,7 +156,7 @@ def _run_session(claude: str, stack: Stack, tmp: Path, tag: str, prompt: str, tr
         # Any background call on the small model would go to one the emulator serves too (none seen).
         "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-haiku-4-5", "ANTHROPIC_SMALL_FAST_MODEL": "claude-haiku-4-5",
         # One agent task per session, so the ledger can be read per session.
-        "ANTHROPIC_CUSTOM_HEADERS": f"x-thrifty-task: {task}\nx-thrifty-feature: claude-code",
+        "ANTHROPIC_CUSTOM_HEADERS": custom,
         "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
         # Anything that honours a proxy goes nowhere; the gateway (loopback) is reached directly.
         "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost",
@@ -169,18 +173,23 @@ def _run_session(claude: str, stack: Stack, tmp: Path, tag: str, prompt: str, tr
     assert result.get("is_error") is False and result.get("subtype") == "success", result
     after = _billing(stack)
     billed = {k: after[k] - before[k] for k in after}
-    rows = _task_rows(stack.ledger_path, task, billed["requests"])
+    rows = _task_rows(stack.ledger_path, task if own_task else result["session_id"], billed["requests"])
     return Session(tag, prompt, result, rows, billed, _addresses(trace_file) if trace else None,
                    stack.gateway.port)
 
 
-def _sessions(tmp: Path, specs: tuple[tuple[str, str], ...]) -> list[Session]:
-    """Run Claude Code once per (tag, prompt), in order, against a fresh stack."""
+def _sessions(tmp: Path, specs: tuple[tuple[str, str], ...], edit=None, own_task: bool = True,
+              check: Any = None) -> list[Session]:
+    """Run Claude Code once per (tag, prompt), in order, against a fresh stack; `edit` changes the
+    gateway's config, `check(stack, sessions)` runs while the stack is up."""
     claude = _claude_binary()
-    stack = start_stack(tmp, store_bodies=True)  # bodies: to see Claude Code's own breakpoints
+    stack = start_stack(tmp, edit=edit, store_bodies=True)  # bodies: to see Claude Code's own breakpoints
     try:
         trace = _strace_works()
-        return [_run_session(claude, stack, tmp, tag, prompt, trace) for tag, prompt in specs]
+        done = [_run_session(claude, stack, tmp, tag, prompt, trace, own_task) for tag, prompt in specs]
+        if check is not None:
+            check(stack, done)
+        return done
     finally:
         stack.gateway.stop()
         stack.emulator.stop()
@@ -359,3 +368,46 @@ def test_no_saving_is_claimed_for_claude_codes_own_cache_of_a_cjk_prompt(cjk_ses
     if k1.cached_tokens or k2.cached_tokens != _full_prompt(k1):  # the premise, not the finding
         pytest.fail(f"K1 read {k1.cached_tokens}, K2 read {k2.cached_tokens} of K1's {_full_prompt(k1)}")
     assert (_prompt_cache_claim(k1) or 0, _prompt_cache_claim(k2) or 0) == (0, 0), (k1.levers, k2.levers)
+
+
+# -- Claude Code as a tenant: its session is the task -----------------------------------------
+
+ADMIN_KEY = "thrifty-admin-claude-code-test"
+
+
+def _per_session_budget(config: dict[str, Any]) -> None:
+    config["admin"] = {"key": ADMIN_KEY}
+    config["budgets"] = {"budgets": [{"name": "per-session", "scope": "task", "limit_usd": 50, "window": "lifetime"}]}
+
+
+def _admin_spend(stack: Stack, task: str) -> dict[str, Any]:
+    req = urllib.request.Request(f"{stack.url}/admin/spend?scope=task&value={task}&tenant=demo",
+                                 headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.load(r)
+
+
+def test_claude_codes_session_is_the_task_and_its_budget(tmp_path_factory):
+    """No x-thrifty-task header: each call's task is Claude Code's own session id (from its
+    metadata.user_id JSON and X-Claude-Code-Session-Id), the user is its device (not the JSON), and
+    a per-task budget counts the session's spend."""
+    spend: dict[str, dict[str, Any]] = {}
+
+    def read_spend(stack: Stack, done: list[Session]) -> None:
+        spend["session"] = _admin_spend(stack, done[0].result["session_id"])
+        spend["other"] = _admin_spend(stack, "no-such-session")
+
+    (s,) = _sessions(tmp_path_factory.mktemp("claude-code-task"), (("T", "List the files here"),),
+                     edit=_per_session_budget, own_task=False, check=read_spend)
+    session_id = s.result["session_id"]
+    assert len(s.rows) == 2
+    meta = json.loads(json.loads(s.rows[0].request_body)["metadata"]["user_id"])
+    assert meta["session_id"] == session_id
+    for row in s.rows:
+        assert row.task == session_id and row.user == (meta.get("account_uuid") or meta["device_id"]), row
+    (budget,) = spend["session"]["budgets"]
+    assert budget["budget"] == "per-session"
+    ledger = sum((r.cost_usd for r in s.rows), Decimal(0))
+    assert ledger > 0 and abs(Decimal(repr(budget["spent_usd"])) - ledger) <= Decimal("1e-9"), (budget, ledger)
+    (other,) = spend["other"]["budgets"]
+    assert other["spent_usd"] == 0, other

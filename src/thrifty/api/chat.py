@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from thrifty import jsonutil
+from thrifty.api import attribution
 from thrifty.api.asgi import (
     Receive, Scope, Send, end_stream, parse_json, read_body, send_response, start_stream, stream_chunk,
 )
@@ -69,7 +70,7 @@ async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive
     cap = gw.config.server.max_attribution_chars
     ex = Exchange(request_id=rid, started_at=started, tenant=tenant, surface=wire.name,
                   feature=_clip(headers.get("x-thrifty-feature"), cap), user=_clip(headers.get("x-thrifty-user"), cap),
-                  task=_clip(headers.get("x-thrifty-task"), cap),
+                  task=_clip(attribution.header_task(headers), cap),
                   call_site=_clip(headers.get("x-thrifty-call-site"), cap))
     http = _Http(gw, wire, send, ex, clock0)
     gw.recorder.begin(ex)  # journaled: a crash from here on leaves the call recorded as interrupted
@@ -118,8 +119,8 @@ class _Http:
             ex.request_body = raw.decode("utf-8", "replace")
         model, stream = self.wire.check(body)
         ex.requested_model, ex.stream = model, stream
-        if ex.user is None:
-            ex.user = _clip(self.wire.user(body), server.max_attribution_chars)
+        user, task = attribution.attribute(ex.user, ex.task, self.wire.user(body), headers, body)
+        ex.user, ex.task = _clip(user, server.max_attribution_chars), _clip(task, server.max_attribution_chars)
         ex.request_hash = request_hash(body)
         self.call = Call(request_id=ex.request_id, tenant=tenant, wire=self.wire, headers=headers, body=body,
                          model=model, stream=stream, feature=ex.feature, user=ex.user, task=ex.task,

@@ -11,7 +11,7 @@ from thrifty.errors import ConfigError, ThriftyError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from thrifty.cli import demo, emulate, eval_cache, eval_router, prices, serve
+    from thrifty.cli import demo, emulate, eval_cache, eval_router, import_litellm, prices, serve
 
     parser = argparse.ArgumentParser(
         prog="thrifty",
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="logging level (default: warning)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (serve, emulate, demo, prices, eval_cache, eval_router):
+    for module in (serve, emulate, demo, prices, eval_cache, eval_router, import_litellm):
         module.add_parser(sub)
     return parser
 
