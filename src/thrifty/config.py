@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from thrifty.budgets.limits import BudgetsConfig
 from thrifty.errors import ConfigError
@@ -28,8 +28,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Azure OpenAI's latest GA dated data-plane API version (Azure OpenAI REST reference); the
+# default of `azure.api_version`. "v1" selects the v1 API (`/openai/v1/`, no api-version).
+AZURE_API_VERSION = "2024-10-21"
+_AZURE_API_VERSION = re.compile(r"v1|\d{4}-\d{2}-\d{2}(-preview)?")
+
+
+class AzureOptions(_Strict):
+    """Azure OpenAI (`kind: azure`): which API version, and the Azure deployment serving each model."""
+
+    api_version: str = AZURE_API_VERSION
+    # model (a deployment's `model:`, what it is priced as) -> the deployment's name in Azure;
+    # a model not listed is served by an Azure deployment of the same name.
+    deployments: dict[str, str] = {}
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise ValueError(f"is required: a dated version such as {AZURE_API_VERSION} "
+                             "(sent as ?api-version=), or v1 for the v1 API")
+        if isinstance(v, str) and not _AZURE_API_VERSION.fullmatch(v):
+            raise ValueError(f"{v!r} is not an Azure OpenAI API version (e.g. {AZURE_API_VERSION}, "
+                             "2025-04-01-preview, or v1)")
+        return v
+
+
 class ProviderConfig(_Strict):
-    kind: str  # a registered wire format: "openai" or "anthropic"
+    kind: str  # a registered adapter: "openai", "anthropic" or "azure"
     base_url: str
     api_key: str | None = None
     timeout_s: float = Field(default=600.0, gt=0)
@@ -37,6 +63,13 @@ class ProviderConfig(_Strict):
     max_connections: int = Field(default=512, gt=0)
     # Request headers copied from the client to this provider (e.g. anthropic-beta).
     forward_headers: tuple[str, ...] = ("anthropic-version", "anthropic-beta")
+    azure: AzureOptions | None = None  # kind azure only; omitted: the defaults above
+
+    @model_validator(mode="after")
+    def _azure_only_for_azure(self) -> "ProviderConfig":
+        if self.azure is not None and self.kind != "azure":
+            raise ValueError(f"azure: only for kind: azure (this provider is kind: {self.kind})")
+        return self
 
 
 class DeploymentConfig(_Strict):
@@ -260,4 +293,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return parse_config(data, str(p))
 
 
-ProviderKind = Literal["openai", "anthropic"]
+ProviderKind = Literal["openai", "anthropic", "azure"]

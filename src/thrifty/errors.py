@@ -58,6 +58,12 @@ class NotFound(GatewayError):
     status, kind = 404, "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    """A known path asked with a method it does not take (answered with an `Allow` header)."""
+
+    status, kind = 405, "invalid_request"
+
+
 class RequestTooLarge(GatewayError):
     status, kind = 413, "request_too_large"
 

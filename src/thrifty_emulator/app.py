@@ -15,10 +15,11 @@ import time
 from functools import partial
 from typing import Any, Awaitable, Callable
 
-from thrifty_emulator import jsonutil
+from thrifty_emulator import embeddings, jsonutil
 from thrifty_emulator.anthropic_wire import AnthropicWire
 from thrifty_emulator.asgi import (SSE, DisconnectWatch, Receive, Scope, Send, header_map, raw_headers, read_body,
                                    send_body)
+from thrifty_emulator.azure import AzureRoutes, AzureWire
 from thrifty_emulator.billing import Billing
 from thrifty_emulator.errors import BodyTooLarge
 from thrifty_emulator.faults import BadFaultHeader, Fault, fault_from_headers, retry_after, roll_fault
@@ -51,10 +52,14 @@ class EmulatorApp:
         self.openai = OpenAIWire(tokenizer, clock, config.openai_cache_ttl_s)
         self.openai.cache.prefix_rpm = config.openai_cache_prefix_rpm
         self.anthropic = AnthropicWire(ClaudeTokenizer(), clock)
+        self.azure = AzureWire(tokenizer, clock, config.openai_cache_ttl_s)  # its own prompt cache
+        self.azure.cache.prefix_rpm = config.openai_cache_prefix_rpm
+        self._azure = AzureRoutes(self.azure, self._chat)  # Azure's deployment URLs (azure.py)
         self._routes: dict[tuple[str, str], tuple[Wire, Handler]] = {
             ("POST", "/v1/chat/completions"): (self.openai, partial(self._chat, self.openai)),
             ("POST", "/v1/messages"): (self.anthropic, partial(self._chat, self.anthropic)),
             ("POST", "/v1/messages/count_tokens"): (self.anthropic, self._count_tokens),
+            ("POST", "/v1/embeddings"): (self.openai, self._embeddings),
             ("GET", "/v1/models"): (self.openai, self._models),
             ("GET", "/health"): (self.openai, self._health),
             ("GET", "/_emulator/billing"): (self.openai, self._billing),
@@ -75,7 +80,8 @@ class EmulatorApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].rstrip("/") or "/"
-        route = self._routes.get((scope["method"], path))
+        route = self._routes.get((scope["method"], path)) or self._azure.match(
+            scope["method"], path, scope.get("query_string", b""))
         headers = header_map(scope)
         if route is None:
             wire = self.anthropic if path.startswith("/v1/messages") else self.openai
@@ -247,6 +253,13 @@ class EmulatorApp:
 
     # --- the rest -------------------------------------------------------------------------
 
+    async def _embeddings(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        self.openai.authenticate(headers, self.config.keys)
+        model, inputs, encoding, dims = embeddings.parse(await self._json_body(self.openai, receive))
+        body, n = embeddings.answer(model, inputs, encoding, dims)
+        self.billing.charge(model, TokenCounts(input_tokens=n))
+        await send_body(send, 200, jsonutil.dumps(body), {self.openai.request_id_header: self._ids.make("req_", 24)})
+
     async def _count_tokens(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         self.anthropic.authenticate(headers, self.config.keys)
         req = self.anthropic.parse(await self._json_body(self.anthropic, receive), need_max_tokens=False)
@@ -280,6 +293,7 @@ class EmulatorApp:
         self.billing.reset()
         self.openai.reset()
         self.anthropic.reset()
+        self.azure.reset()
         self.limiter.reset()
         self._fault_dice.clear()
         await send_body(send, 200, jsonutil.dumps({"status": "ok"}))

@@ -7,16 +7,24 @@ import time
 from typing import Any
 
 from thrifty import jsonutil
-from thrifty.api import openapi
+from thrifty.api import openapi, small
 from thrifty.api.admin import AdminAPI
 from thrifty.api.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from thrifty.api.chat import handle_chat
-from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, Wire
+from thrifty.api.embeddings import handle_embeddings
+from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES, Wire
 from thrifty.core.flow import build_flow
 from thrifty.core.gateway import Gateway
 from thrifty.errors import GatewayError, InvalidRequest, NotFound
 
 log = logging.getLogger("thrifty.api")
+
+# Routes outside the chat table, by path: the methods they take (405 with Allow for the others).
+_OTHER_ROUTES: dict[str, tuple[str, ...]] = {
+    "/v1/thrifty/feedback": ("POST",), "/v1/models": ("GET",), "/models": ("GET",),
+    "/openapi.json": ("GET",), "/v1/embeddings": ("POST",), "/embeddings": ("POST",),
+    "/v1/messages/count_tokens": ("POST",),
+}
 
 
 class GatewayApp:
@@ -28,6 +36,7 @@ class GatewayApp:
             ("POST", "/v1/chat/completions"): OPENAI_CHAT,
             ("POST", "/chat/completions"): OPENAI_CHAT,
             ("POST", "/v1/messages"): ANTHROPIC_MESSAGES,
+            ("POST", "/v1/responses"): OPENAI_RESPONSES,  # served by translation to chat
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,12 +60,27 @@ class GatewayApp:
             await self._models(send, headers)
         elif method == "GET" and path == "/openapi.json":
             await send_response(send, 200, openapi.document())
+        elif method == "POST" and path in ("/v1/embeddings", "/embeddings"):
+            await handle_embeddings(self.gateway, scope, receive, send, headers)
+        elif method == "POST" and path == "/v1/messages/count_tokens":
+            await small.count_tokens(self.gateway, receive, send, headers)
+        elif method == "GET" and path.startswith(small.MODELS_PREFIX) and len(path) > len(small.MODELS_PREFIX):
+            await small.retrieve_model(self.gateway, send, headers, path[len(small.MODELS_PREFIX):])
         elif path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, receive, send, headers)
+        elif (allowed := self._allowed(path)):
+            await small.method_not_allowed(send, method, path, allowed, self.gateway.new_request_id())
         else:
-            wire = ANTHROPIC_MESSAGES if path.startswith("/v1/messages") else OPENAI_CHAT
+            wire = small.protocol_of(path)
             err = NotFound(f"no route for {method} {path}")
             await send_response(send, 404, wire.error_body(err, self.gateway.new_request_id()))
+
+    def _allowed(self, path: str) -> tuple[str, ...]:
+        """The methods `path` takes, when it is a known path; () when it is not."""
+        allowed = [m for m, p in self._chat if p == path] + list(_OTHER_ROUTES.get(path, ()))
+        if path.startswith(small.MODELS_PREFIX) and len(path) > len(small.MODELS_PREFIX):
+            allowed.append("GET")
+        return tuple(allowed)
 
     async def _models(self, send: Send, headers: dict[str, str]) -> None:
         try:

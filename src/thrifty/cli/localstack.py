@@ -24,6 +24,9 @@ LOCAL_DEPLOYMENTS: dict[str, tuple[str, str, str, str | None]] = {
     "claude-haiku-4-5": ("anthropic", "claude-haiku-4-5", "fast", None),
     "claude-sonnet-4-5": ("anthropic", "claude-sonnet-4-5", "standard", None),
     "claude-opus-4-1": ("anthropic", "claude-opus-4-1", "heavy", None),
+    # Embedding models (POST /v1/embeddings only); priced under genai-prices' provider "openai".
+    "text-embedding-3-small": ("openai", "text-embedding-3-small", "embedding", "openai"),
+    "text-embedding-3-large": ("openai", "text-embedding-3-large", "embedding", "openai"),
 }
 
 _FAULT_HEADERS = ["x-emulator-fault", "x-emulator-fault-delay"]

@@ -99,9 +99,21 @@ class Provider(ABC):
         return UpstreamError(f"upstream {self.name} {what}", code=code)
 
     async def complete(self, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
+        return await self.post_json(self.url_for(body), body, client_headers)
+
+    def url_for(self, body: dict[str, Any]) -> str:
+        """Where a chat request goes: `url`, unless the provider's URL names the model (Azure)."""
+        return self.url
+
+    def endpoint(self, path: str) -> str:
+        """Another endpoint of this provider (embeddings, token counting): `path` under base_url."""
+        return self.config.base_url.rstrip("/") + path
+
+    async def post_json(self, url: str, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
+        """POST `body` to `url` (one of this provider's endpoints); its JSON answer, errors translated."""
         assert self._session is not None, "provider not started"
         try:
-            async with self._session.post(self.url, data=jsonutil.dumps(body),
+            async with self._session.post(url, data=jsonutil.dumps(body),
                                           headers=self._headers(client_headers)) as resp:
                 if resp.status >= 400:
                     await self._raise_for(resp)
@@ -124,7 +136,7 @@ class Provider(ABC):
         assert self._session is not None, "provider not started"
         ended = False
         try:
-            async with self._session.post(self.url, data=jsonutil.dumps(body),
+            async with self._session.post(self.url_for(body), data=jsonutil.dumps(body),
                                           headers=self._headers(client_headers)) as resp:
                 if resp.status >= 400:
                     await self._raise_for(resp)

@@ -10,6 +10,7 @@ from thrifty.wire.anthropic_messages import AnthropicMessages
 from thrifty.wire.base import AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire
 from thrifty.wire.model_fit import fit_openai_body
 from thrifty.wire.openai_chat import OpenAIChat
+from thrifty.wire.openai_responses import OpenAIResponses
 
 _REGISTRY: dict[str, Wire] = {}
 
@@ -35,6 +36,7 @@ def names() -> list[str]:
 
 OPENAI_CHAT = register(OpenAIChat())
 ANTHROPIC_MESSAGES = register(AnthropicMessages())
+OPENAI_RESPONSES = register(OpenAIResponses())
 
 
 # --- crossing from the client's dialect to the provider's and back ----------------------------
@@ -85,6 +87,6 @@ def stream_translator(client: Wire, upstream: Wire, body: Json, model: str) -> S
 
 
 __all__ = [
-    "ANTHROPIC_MESSAGES", "OPENAI_CHAT", "AnswerView", "RequestView", "StreamTranslator", "TokenCounter", "Wire",
+    "ANTHROPIC_MESSAGES", "OPENAI_CHAT", "OPENAI_RESPONSES", "AnswerView", "RequestView", "StreamTranslator", "TokenCounter", "Wire",
     "client_answer", "get", "names", "register", "stream_translator", "upstream_request",
 ]
