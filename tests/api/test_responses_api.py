@@ -163,10 +163,6 @@ def test_stored_responses_are_not_served(stack):
     assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the response caches read the client's body as chat messages (cache/keys.py decide() requires "
-    "body['messages'], cache/semantic_stage.py query_and_context() too), so a Responses body is never "
-    "eligible; remove this marker once they read the canonical form"))
 def test_exact_cache_serves_a_stored_answer_whole_and_as_a_stream(stack):
     body = {"model": "gpt-4o-mini", "input": "What is the refund policy? (cache test)", "temperature": 0}
     first, second = _post(stack, body), _post(stack, body)
@@ -184,7 +180,7 @@ def test_exact_cache_serves_a_stored_answer_whole_and_as_a_stream(stack):
 
 
 def test_replay_of_a_stored_answer_is_its_stream_and_assembles_back():
-    """What the response caches use (once they apply here): replay, assemble and fresh ids."""
+    """What the exact cache uses: replay, assemble and fresh ids."""
     wire = thrifty.wire.get("openai_responses")
     completion = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o",
                   "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {

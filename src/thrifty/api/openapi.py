@@ -139,6 +139,41 @@ def build() -> dict[str, Any]:
                                "responses": _answers({"type": "object", "required": ["object", "data"],
                                                       "properties": {"object": {"const": "list"},
                                                                      "data": {"type": "array"}}})}},
+        "/v1/responses": {"post": {
+            "summary": "OpenAI Responses API (served by translation to chat completions)", "operationId": "responses",
+            "security": [{"bearer": []}], "parameters": chat_params,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["model"],
+                "properties": {"model": {"type": "string", "minLength": 1},
+                               "input": _KIND_SCHEMAS["string_or_objects"],
+                               "instructions": {"type": "string"}, "stream": {"type": "boolean"},
+                               "max_output_tokens": {"type": "integer", "minimum": 1},
+                               "temperature": {"type": "number"}, "tools": {"type": "array", "items": any_object}}}}}},
+            "responses": _answers(any_object, stream=True)}},
+        "/v1/embeddings": {"post": {
+            "summary": "OpenAI embeddings (priced, recorded, exact-cached per input)", "operationId": "embeddings",
+            "security": [{"bearer": []}], "parameters": chat_params,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["model", "input"],
+                "properties": {"model": {"type": "string", "minLength": 1},
+                               "input": _KIND_SCHEMAS["string_or_strings"],
+                               "encoding_format": {"enum": ["float", "base64"]},
+                               "dimensions": {"type": "integer", "minimum": 1}, "user": {"type": "string"}}}}}},
+            "responses": _answers(_ref("List"))}},
+        "/v1/messages/count_tokens": {"post": {
+            "summary": "Anthropic token count (the provider's, or counted here for OpenAI-wire models)",
+            "operationId": "countTokens", "security": [{"bearer": []}, {"x-api-key": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["model", "messages"],
+                "properties": {"model": {"type": "string", "minLength": 1},
+                               "messages": {"type": "array", "items": any_object},
+                               "system": _KIND_SCHEMAS["string_or_objects"]}}}}},
+            "responses": _answers({"type": "object", "required": ["input_tokens"],
+                                   "properties": {"input_tokens": {"type": "integer"}}}, "AnthropicError")}},
+        "/v1/models/{id}": {"get": {
+            "summary": "one model this gateway serves", "operationId": "model", "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": _answers(any_object)}},
         "/v1/thrifty/feedback": {"post": {
             "summary": "report a cached answer as bad (semantic cache)", "operationId": "feedback",
             "security": [{"bearer": []}],
