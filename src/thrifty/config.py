@@ -55,7 +55,7 @@ class AzureOptions(_Strict):
 
 
 class ProviderConfig(_Strict):
-    kind: str  # a registered adapter: "openai", "anthropic" or "azure"
+    kind: str  # a registered adapter: "openai", "anthropic", "azure" or "gemini"
     base_url: str
     api_key: str | None = None
     timeout_s: float = Field(default=600.0, gt=0)

@@ -23,6 +23,7 @@ from thrifty_emulator.azure import AzureRoutes, AzureWire
 from thrifty_emulator.billing import Billing
 from thrifty_emulator.errors import BodyTooLarge
 from thrifty_emulator.faults import BadFaultHeader, Fault, fault_from_headers, retry_after, roll_fault
+from thrifty_emulator.gemini import GeminiRoutes, GeminiWire
 from thrifty_emulator.generate import ChatRequest, Completion, IdMaker, Model
 from thrifty_emulator.keys import KeySpec
 from thrifty_emulator.models import EmulatorConfig, ModelSpec
@@ -55,6 +56,7 @@ class EmulatorApp:
         self.azure = AzureWire(tokenizer, clock, config.openai_cache_ttl_s)  # its own prompt cache
         self.azure.cache.prefix_rpm = config.openai_cache_prefix_rpm
         self._azure = AzureRoutes(self.azure, self._chat)  # Azure's deployment URLs (azure.py)
+        self._gemini = GeminiRoutes(GeminiWire(tokenizer, clock, config.openai_cache_ttl_s), self)  # gemini.py
         self._routes: dict[tuple[str, str], tuple[Wire, Handler]] = {
             ("POST", "/v1/chat/completions"): (self.openai, partial(self._chat, self.openai)),
             ("POST", "/v1/messages"): (self.anthropic, partial(self._chat, self.anthropic)),
@@ -80,8 +82,9 @@ class EmulatorApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].rstrip("/") or "/"
-        route = self._routes.get((scope["method"], path)) or self._azure.match(
-            scope["method"], path, scope.get("query_string", b""))
+        query = scope.get("query_string", b"")
+        route = (self._routes.get((scope["method"], path)) or self._azure.match(scope["method"], path, query)
+                 or self._gemini.match(scope["method"], path, query))
         headers = header_map(scope)
         if route is None:
             wire = self.anthropic if path.startswith("/v1/messages") else self.openai

@@ -16,12 +16,13 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "providers.md"
 _EXAMPLE = re.compile(r"<!-- example: (\S+) -->\n```yaml\n(.*?)```", re.DOTALL)
 EXAMPLES = dict(_EXAMPLE.findall(DOC.read_text()))
 SECRETS = {"THRIFTY_KEY": "sk-thrifty-docs", "AZURE_OPENAI_API_KEY": "az-secret", "GROQ_API_KEY": "gsk-secret",
-           "TOGETHER_API_KEY": "tg-secret", "FIREWORKS_API_KEY": "fw-secret"}
+           "TOGETHER_API_KEY": "tg-secret", "FIREWORKS_API_KEY": "fw-secret",
+           "GEMINI_API_KEY": "gm-secret"}
 SELF_HOSTED = {"vllm", "sglang"}
 
 
 def test_the_doc_has_every_example():
-    assert set(EXAMPLES) == {"azure", "groq", "together", "fireworks", "vllm", "sglang"}
+    assert set(EXAMPLES) == {"azure", "google", "groq", "together", "fireworks", "vllm", "sglang"}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from thrifty.contract.usage import Usage
 from thrifty.wire.anthropic_messages import AnthropicMessages
 from thrifty.wire.base import AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire
+from thrifty.wire.gemini import GeminiGenerate
 from thrifty.wire.model_fit import fit_openai_body
 from thrifty.wire.openai_chat import OpenAIChat
 from thrifty.wire.openai_responses import OpenAIResponses
@@ -37,6 +38,7 @@ def names() -> list[str]:
 OPENAI_CHAT = register(OpenAIChat())
 ANTHROPIC_MESSAGES = register(AnthropicMessages())
 OPENAI_RESPONSES = register(OpenAIResponses())
+GEMINI = register(GeminiGenerate())
 
 
 # --- crossing from the client's dialect to the provider's and back ----------------------------
@@ -56,7 +58,7 @@ def upstream_request(client: Wire, upstream: Wire, body: Json, model: str, defau
 
 def client_answer(client: Wire, upstream: Wire, resp: Json, model: str) -> tuple[Json, Usage]:
     """The provider's whole answer as the client reads it, and its usage."""
-    usage = upstream.usage_of(resp.get("usage"))
+    usage = upstream.usage_of(resp.get(upstream.usage_key))
     if client is upstream:
         return resp, usage
     return client.response_from_canonical(upstream.response_to_canonical(resp, model), model), usage
@@ -87,6 +89,6 @@ def stream_translator(client: Wire, upstream: Wire, body: Json, model: str) -> S
 
 
 __all__ = [
-    "ANTHROPIC_MESSAGES", "OPENAI_CHAT", "OPENAI_RESPONSES", "AnswerView", "RequestView", "StreamTranslator", "TokenCounter", "Wire",
+    "ANTHROPIC_MESSAGES", "GEMINI", "OPENAI_CHAT", "OPENAI_RESPONSES", "AnswerView", "RequestView", "StreamTranslator", "TokenCounter", "Wire",
     "client_answer", "get", "names", "register", "stream_translator", "upstream_request",
 ]

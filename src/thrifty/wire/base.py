@@ -82,6 +82,7 @@ class Wire(ABC):
 
     name: str  # the registry key; also what the ledger's `surface` column stores
     stream_end: bytes = b""  # what closes a stream after its last event
+    usage_key: str = "usage"  # the field of a whole answer that holds its usage
     # How the provider's prompt cache is steered on this wire: "breakpoints" (the client marks
     # prefixes, as Anthropic's cache_control) or "cache_key" (automatic prefix caching that a
     # routing key makes likelier, as OpenAI's prompt_cache_key).
