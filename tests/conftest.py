@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,11 @@ class Stack:
     @property
     def url(self) -> str:
         return self.gateway.url
+
+    def billing(self) -> dict:
+        """The emulator's billing counter (`/_emulator/billing`): what the provider would invoice."""
+        with urllib.request.urlopen(f"{self.emulator.url}/_emulator/billing", timeout=5) as r:
+            return json.load(r)
 
 
 def start_stack(tmp: Path, *, edit=None, emulator_args: list[str] | None = None, **config_kw) -> Stack:

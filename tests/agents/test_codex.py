@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -103,8 +102,7 @@ def session(request, tmp_path_factory):
                               check=False, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=RUN_TIMEOUT_S)
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        with urllib.request.urlopen(f"{stack.emulator.url}/_emulator/billing", timeout=5) as r:
-            billing = json.load(r)["models"]
+        billing = stack.billing()["models"]
         rows = _rows(stack.ledger_path, sum(m["requests"] for m in billing.values()))
         yield model, proc, events, billing, rows
     finally:

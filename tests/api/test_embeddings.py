@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import math
 import struct
-import urllib.request
 from decimal import Decimal
 
 import httpx
@@ -35,8 +33,7 @@ def client(emb_stack):
 
 
 def _billing(stack) -> dict:
-    with urllib.request.urlopen(f"{stack.emulator.url}/_emulator/billing") as r:
-        return json.load(r)
+    return stack.billing()
 
 
 def _billed_tokens(stack, model: str) -> int:

@@ -5,7 +5,6 @@ Every answer and stream event is validated strictly against the SDK's own types.
 from __future__ import annotations
 
 import json
-import urllib.request
 from decimal import Decimal
 
 import httpx
@@ -42,8 +41,7 @@ def client(stack):
 
 
 def _billing(stack) -> dict:
-    with urllib.request.urlopen(f"{stack.emulator.url}/_emulator/billing", timeout=5) as r:
-        return json.load(r)["models"]
+    return stack.billing()["models"]
 
 
 def _post(stack, body: dict) -> httpx.Response:

@@ -4,7 +4,6 @@ Azure URLs, called through the official openai SDK (a plain OpenAI client to the
 from __future__ import annotations
 
 import json
-import urllib.request
 from decimal import Decimal
 
 import httpx
@@ -57,8 +56,7 @@ def client(stack):
 
 
 def _billing(stack) -> dict:
-    with urllib.request.urlopen(f"{stack.emulator.url}/_emulator/billing", timeout=5) as r:
-        return json.load(r)["models"]
+    return stack.billing()["models"]
 
 
 def _invoiced(stack, before: dict, emulator_model: str) -> tuple[dict, Decimal]:

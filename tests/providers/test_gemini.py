@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from decimal import Decimal
 
 import anthropic
@@ -55,8 +54,7 @@ def client(stack):
 
 
 def _billing(stack) -> dict:
-    with urllib.request.urlopen(f"{stack.emulator.url}/_emulator/billing", timeout=5) as r:
-        return json.load(r)["models"]
+    return stack.billing()["models"]
 
 
 def _invoiced(stack, before: dict, model: str) -> tuple[dict, Decimal]:

@@ -8,8 +8,6 @@ the gateway after the provider did (and billed) the work.
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 
 import httpx
 import pytest
@@ -44,8 +42,7 @@ def start(tmp, emulator: dict, reliability: dict | None = None) -> Stack:
 
 
 def billing(stack: Stack) -> dict:
-    with urllib.request.urlopen(f"{stack.emulator.url}/_emulator/billing") as r:
-        return json.load(r)
+    return stack.billing()
 
 
 async def drive(stack: Stack, n: int, concurrency: int) -> list[httpx.Response]:
