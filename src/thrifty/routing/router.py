@@ -297,15 +297,10 @@ def _by_price(names: list[str], deployments: Mapping[str, Any] | None, prices: A
     """`names` cheapest first by price card; unknown prices after known ones, in configured order."""
     if prices is None:
         return tuple(names)
-    weight = Decimal(str(input_weight))
 
     def key(item: tuple[int, str]) -> tuple[int, Decimal, int]:
         index, name = item
-        dep = deployments.get(name) if deployments is not None else None
-        model = getattr(dep, "model", name) if dep is not None else name
-        card = prices.card(model, getattr(dep, "price_provider", None))
-        if card is None:
-            return (1, Decimal(0), index)
-        return (0, card.input * weight + card.output, index)
+        price = _price(name, deployments, prices, input_weight)
+        return (1, Decimal(0), index) if price is None else (0, price, index)
 
     return tuple(name for _, name in sorted(enumerate(names), key=key))
