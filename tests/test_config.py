@@ -72,8 +72,8 @@ def test_serve_exits_non_zero_with_one_line_reason(tmp_path):
 
 def test_unknown_provider_kind(tmp_path):
     data = base()
-    data["providers"]["openai"]["kind"] = "bedrock"
+    data["providers"]["openai"]["kind"] = "watsonx"
     path = write(tmp_path, data)
     r = subprocess.run([sys.executable, "-m", "thrifty", "serve", "--config", path],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "providers.openai.kind" in r.stderr and "bedrock" in r.stderr
+    assert r.returncode == 2 and "providers.openai.kind" in r.stderr and "watsonx" in r.stderr

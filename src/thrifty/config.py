@@ -54,9 +54,83 @@ class AzureOptions(_Strict):
         return v
 
 
+# The provider kinds that call Vertex AI: Gemini (`vertex`) and Claude (`vertex_anthropic`).
+VERTEX_KINDS = ("vertex", "vertex_anthropic")
+_VERTEX_LOCATION = re.compile(r"[a-z][a-z0-9-]*")
+
+
+class VertexOptions(_Strict):
+    """Vertex AI (`kind: vertex`, `kind: vertex_anthropic`): the Google Cloud project and location
+    whose endpoint serves the models, and the credentials that get the gateway its access tokens.
+
+    `credentials` is a credentials JSON file (a service account key, or `gcloud auth
+    application-default login`'s authorized-user file); omitted, and with no `api_key` (a static
+    access token), Application Default Credentials are used (GOOGLE_APPLICATION_CREDENTIALS,
+    gcloud's ADC file, or the metadata server on Google Cloud).
+    """
+
+    project: str = Field(min_length=1)
+    location: str = "global"  # a region such as us-east5, a multi-region (us, eu), or global
+    credentials: str | None = None
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, v: str) -> str:
+        if not _VERTEX_LOCATION.fullmatch(v):
+            raise ValueError(f"{v!r} is not a Vertex AI location (e.g. global, us-east5, europe-west1)")
+        return v
+
+    def default_base_url(self) -> str:
+        """The location's endpoint (Vertex AI "Locations"; the same hosts the anthropic SDK's
+        Vertex client uses): global and the multi-regions have hosts of their own."""
+        if self.location == "global":
+            return "https://aiplatform.googleapis.com"
+        if self.location in ("us", "eu"):
+            return f"https://aiplatform.{self.location}.rep.googleapis.com"
+        return f"https://{self.location}-aiplatform.googleapis.com"
+
+
+BEDROCK_KIND = "bedrock"  # the provider kind of AWS Bedrock (providers/bedrock.py registers it)
+BEDROCK_DEFAULT_REGION = "us-east-1"
+_AWS_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+")
+
+
+class BedrockOptions(_Strict):
+    """AWS Bedrock (`kind: bedrock`): the region requests are signed for, and the credentials.
+
+    Credentials, first found wins: the key pair here; the provider's `api_key` as
+    `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]` (signed with SigV4), or without a colon as a
+    Bedrock API key (sent as `Authorization: Bearer`); else the environment's
+    `AWS_BEARER_TOKEN_BEDROCK`, or `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+    `AWS_SESSION_TOKEN` (providers/bedrock.py reads them when the provider is built).
+    """
+
+    region: str | None = None  # None: read from base_url (bedrock-runtime.REGION.amazonaws.com), else us-east-1
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not _AWS_REGION.fullmatch(v):
+            raise ValueError(f"{v!r} is not an AWS region (e.g. us-east-1, eu-west-3, us-gov-west-1)")
+        return v
+
+    @model_validator(mode="after")
+    def _pair(self) -> "BedrockOptions":
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together: set both or neither")
+        return self
+
+    def default_base_url(self) -> str:
+        """The Bedrock Runtime endpoint of the region (AWS general reference, "Amazon Bedrock endpoints")."""
+        return f"https://bedrock-runtime.{self.region or BEDROCK_DEFAULT_REGION}.amazonaws.com"
+
+
 class ProviderConfig(_Strict):
-    kind: str  # a registered adapter: "openai", "anthropic", "azure" or "gemini"
-    base_url: str
+    kind: str  # a registered adapter: "openai", "anthropic", "azure", "gemini", "vertex", "vertex_anthropic"
+    base_url: str  # kinds vertex*: defaults to the location's endpoint (VertexOptions.default_base_url)
     api_key: str | None = None
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -64,12 +138,61 @@ class ProviderConfig(_Strict):
     # Request headers copied from the client to this provider (e.g. anthropic-beta).
     forward_headers: tuple[str, ...] = ("anthropic-version", "anthropic-beta")
     azure: AzureOptions | None = None  # kind azure only; omitted: the defaults above
+    vertex: VertexOptions | None = None  # kinds vertex and vertex_anthropic: required
+    bedrock: BedrockOptions | None = None  # kind bedrock only; omitted: region and credentials from the environment
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vertex_endpoint(cls, data: Any) -> Any:
+        if (isinstance(data, dict) and data.get("kind") in VERTEX_KINDS and not data.get("base_url")
+                and isinstance(data.get("vertex"), dict)):
+            try:
+                base_url = VertexOptions(**data["vertex"]).default_base_url()
+            except (ValidationError, TypeError):
+                base_url = ""  # vertex:'s own validation reports what is wrong
+            data = {**data, "base_url": base_url}
+        return data
 
     @model_validator(mode="after")
     def _azure_only_for_azure(self) -> "ProviderConfig":
         if self.azure is not None and self.kind != "azure":
             raise ValueError(f"azure: only for kind: azure (this provider is kind: {self.kind})")
         return self
+
+    @model_validator(mode="after")
+    def _vertex_options_for_vertex(self) -> "ProviderConfig":
+        if self.vertex is None and self.kind in VERTEX_KINDS:
+            raise ValueError(f"kind: {self.kind} needs a vertex: block (project, location)")
+        if self.vertex is not None and self.kind not in VERTEX_KINDS:
+            raise ValueError(f"vertex: only for kind vertex or vertex_anthropic (this provider is kind: {self.kind})")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bedrock_endpoint(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == BEDROCK_KIND and not data.get("base_url"):
+            options = data.get("bedrock") if isinstance(data.get("bedrock"), dict) else {}
+            try:
+                data = {**data, "base_url": BedrockOptions(**options).default_base_url()}
+            except (ValidationError, TypeError):
+                pass  # the field's own validation reports it
+        return data
+
+    @model_validator(mode="after")
+    def _bedrock_options_for_bedrock(self) -> "ProviderConfig":
+        if self.bedrock is not None and self.kind != BEDROCK_KIND:
+            raise ValueError(f"bedrock: only for kind: bedrock (this provider is kind: {self.kind})")
+        return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret this provider's config holds: the key whole and, for a key pair given as
+        `ID:SECRET`, each part; the bedrock block's secrets (what redact.py keeps out of logs)."""
+        values = [self.api_key] if self.api_key else []
+        if self.api_key and ":" in self.api_key:
+            values += self.api_key.split(":")
+        if self.bedrock is not None:
+            values += [v for v in (self.bedrock.secret_access_key, self.bedrock.session_token) if v]
+        return values
 
 
 class DeploymentConfig(_Strict):
@@ -170,6 +293,23 @@ class SemanticCacheConfig(_Strict):
     candidates: int = Field(default=4, ge=1)
 
 
+class ResponsesConfig(_Strict):
+    """Stored Responses API answers: `GET`/`DELETE /v1/responses/{id}` and `previous_response_id`.
+
+    Off by default, so no request or answer body is kept anywhere; then those answer 404/400
+    saying so. On, a response is kept (unless its request says `store: false`) for `ttl_s`,
+    visible only to the tenant that created it (thrifty.api.responses_store).
+    """
+
+    store: bool = False
+    ttl_s: int = Field(default=30 * 24 * 3600, gt=0)  # OpenAI keeps stored responses 30 days
+    backend: Literal["memory", "redis"] = "memory"  # redis: shared by every replica
+    max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # memory backend: all stored responses, LRU
+    max_response_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # one stored conversation; larger: not kept
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "thrifty:responses:"  # Redis key prefix
+
+
 class LeversConfig(_Strict):
     prompt_cache: PromptCacheConfig = PromptCacheConfig()
     exact_cache: ExactCacheConfig = ExactCacheConfig()
@@ -191,6 +331,29 @@ class RouteExactCache(_Strict):
     namespace: str | None = None  # entries shared by every tenant of this route (declared, never implied)
 
 
+class BatchConfig(_Strict):
+    """The batch lane (thrifty.batch): provider batch jobs at their batch price.
+
+    Lines of a client's own batch go out at the next tick; deferred single calls
+    (`x-thrifty-defer`, or a route with `defer: true`) wait to be coalesced, per deployment,
+    until `flush_lines` of them are queued or the oldest has waited `max_wait_s`.
+    """
+
+    enabled: bool = True
+    tick_s: float = Field(default=1.0, gt=0)  # how often the lane submits and polls
+    max_wait_s: float = Field(default=60.0, ge=0)  # a deferred call waits at most this to be coalesced
+    flush_lines: int = Field(default=1000, ge=1)  # ... or until this many are queued for one deployment
+    poll_min_s: float = Field(default=5.0, gt=0)  # first poll of a provider batch; doubles after
+    poll_max_s: float = Field(default=300.0, gt=0)  # each empty poll, up to this
+    completion_window_s: float = Field(default=24 * 3600.0, gt=0)  # a job not done by then expires
+    # Providers without a batch API: lines run through the normal path, this many at a time.
+    interactive_concurrency: int = Field(default=4, ge=1)
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0)  # OpenAI's limit per input file
+    max_lines: int = Field(default=50_000, ge=1)  # per job (OpenAI's limit per file)
+    # Hosts a deferred call's `x-thrifty-webhook` may name (exact host names). Empty: webhooks off.
+    webhook_hosts: tuple[str, ...] = ()
+
+
 class RouteConfig(_Strict):
     """Per-route lever switches; the first route whose `match` fits a call applies to it."""
 
@@ -205,6 +368,7 @@ class RouteConfig(_Strict):
     output_cap: int | None = Field(default=None, gt=0)
     stop: tuple[str, ...] = ()
     top_k_chunks: int | None = Field(default=None, gt=0)
+    defer: bool = False  # no user waits for these calls: 202 and the batch lane (thrifty.batch)
 
 
 class Config(_Strict):
@@ -222,6 +386,8 @@ class Config(_Strict):
     budgets: BudgetsConfig = BudgetsConfig()  # hard spend limits and rate limits
     reliability: ReliabilityConfig = ReliabilityConfig()  # retries, fallback in a tier, breakers, deadline
     admin: AdminConfig = AdminConfig()  # the admin API: virtual keys and spend
+    responses: ResponsesConfig = ResponsesConfig()  # stored Responses API answers (off by default)
+    batch: BatchConfig = BatchConfig()  # the batch lane: provider batch jobs at half price
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Config":

@@ -182,8 +182,24 @@ class KeyStoreUnavailable(GatewayError):
     status, kind = 503, "api_error"
 
 
+class LineParked(BaseException):
+    """Raised by the batch lane where the provider would be called: the prepared call goes to a
+    provider batch instead (thrifty.batch.lane). A BaseException, so that no stage's error
+    handling mistakes it for a failed attempt."""
+
+
 class GiveUp(ThriftyError):
     """No further attempt: answer the last error."""
+
+
+class BatchAmbiguous(ThriftyError):
+    """More than one provider batch could be the submission being looked for (providers.batches
+    `find`): the lane must not guess (it could run a submission twice, or lose one), so it stops
+    and says which."""
+
+    def __init__(self, submission_id: str, batch_ids: tuple[str, ...] | list[str]) -> None:
+        self.submission_id, self.batch_ids = submission_id, tuple(batch_ids)
+        super().__init__(f"submission {submission_id} matches several provider batches: {', '.join(batch_ids)}")
 
 
 class SchemaError(ThriftyError, ValueError):

@@ -68,7 +68,7 @@ class Redactor:
 
     @classmethod
     def from_config(cls, config: "Config") -> "Redactor":
-        secrets: list[str] = [p.api_key for p in config.providers.values() if p.api_key]
+        secrets: list[str] = [s for p in config.providers.values() for s in p.secret_values()]
         secrets += list(config.keys)
         if config.admin.key:
             secrets.append(config.admin.key)

@@ -17,9 +17,11 @@ from typing import Any, Awaitable, Callable
 
 from thrifty_emulator import embeddings, jsonutil
 from thrifty_emulator.anthropic_wire import AnthropicWire
-from thrifty_emulator.asgi import (SSE, DisconnectWatch, Receive, Scope, Send, header_map, raw_headers, read_body,
+from thrifty_emulator.asgi import (DisconnectWatch, Receive, Scope, Send, header_map, raw_headers, read_body,
                                    send_body)
 from thrifty_emulator.azure import AzureRoutes, AzureWire
+from thrifty_emulator.batches import BatchRoutes
+from thrifty_emulator.bedrock import BedrockRoutes, BedrockWire
 from thrifty_emulator.billing import Billing
 from thrifty_emulator.errors import BodyTooLarge
 from thrifty_emulator.faults import BadFaultHeader, Fault, fault_from_headers, retry_after, roll_fault
@@ -33,6 +35,7 @@ from thrifty_emulator.prompt_cache import CacheWrites, Clock, deferred_writes
 from thrifty_emulator.ratelimit import RateLimiter
 from thrifty_emulator.tokens import ensure_tiktoken_cache
 from thrifty_emulator.usage import TokenCounts
+from thrifty_emulator.vertex import VertexRoutes
 from thrifty_emulator.wire import Wire, WireError
 
 Handler = Callable[[Receive, Send, dict[str, str]], Awaitable[None]]
@@ -55,13 +58,16 @@ class EmulatorApp:
         self.anthropic = AnthropicWire(ClaudeTokenizer(), clock)
         self.azure = AzureWire(tokenizer, clock, config.openai_cache_ttl_s)  # its own prompt cache
         self.azure.cache.prefix_rpm = config.openai_cache_prefix_rpm
-        self._azure = AzureRoutes(self.azure, self._chat)  # Azure's deployment URLs (azure.py)
+        self._azure = AzureRoutes(self.azure, self._chat, self._embeddings)  # Azure's deployment URLs (azure.py)
         self._gemini = GeminiRoutes(GeminiWire(tokenizer, clock, config.openai_cache_ttl_s), self)  # gemini.py
+        self._batches = BatchRoutes(self, clock)  # OpenAI Batch + Files, Anthropic Message Batches (batches.py)
+        self._vertex = VertexRoutes(self, tokenizer, clock, config.openai_cache_ttl_s)  # vertex.py
+        self._bedrock = BedrockRoutes(BedrockWire(tokenizer, clock, config.openai_cache_ttl_s), self)  # bedrock.py
         self._routes: dict[tuple[str, str], tuple[Wire, Handler]] = {
             ("POST", "/v1/chat/completions"): (self.openai, partial(self._chat, self.openai)),
             ("POST", "/v1/messages"): (self.anthropic, partial(self._chat, self.anthropic)),
             ("POST", "/v1/messages/count_tokens"): (self.anthropic, self._count_tokens),
-            ("POST", "/v1/embeddings"): (self.openai, self._embeddings),
+            ("POST", "/v1/embeddings"): (self.openai, partial(self._embeddings, self.openai)),
             ("GET", "/v1/models"): (self.openai, self._models),
             ("GET", "/health"): (self.openai, self._health),
             ("GET", "/_emulator/billing"): (self.openai, self._billing),
@@ -84,7 +90,9 @@ class EmulatorApp:
         path = scope["path"].rstrip("/") or "/"
         query = scope.get("query_string", b"")
         route = (self._routes.get((scope["method"], path)) or self._azure.match(scope["method"], path, query)
-                 or self._gemini.match(scope["method"], path, query))
+                 or self._batches.match(scope["method"], path, query)
+                 or self._gemini.match(scope["method"], path, query) or self._vertex.match(scope["method"], path, query)
+                 or self._bedrock.match(scope["method"], scope))
         headers = header_map(scope)
         if route is None:
             wire = self.anthropic if path.startswith("/v1/messages") else self.openai
@@ -234,7 +242,7 @@ class EmulatorApp:
                 return "cancelled", _share(reasoning, time.monotonic() - started - ttft, thinking)
         writes.commit()  # the answer begins: the prompt's cache entries are readable
         generated = reasoning
-        headers = raw_headers(SSE, {**self._answer_headers(wire, c), "cache-control": "no-cache"})
+        headers = raw_headers(wire.stream_content_type, {**self._answer_headers(wire, c), "cache-control": "no-cache"})
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if scale == 0:
             # Unpaced: one write for the whole stream; the SSE framing the client parses is unchanged.
@@ -256,12 +264,20 @@ class EmulatorApp:
 
     # --- the rest -------------------------------------------------------------------------
 
-    async def _embeddings(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        self.openai.authenticate(headers, self.config.keys)
-        model, inputs, encoding, dims = embeddings.parse(await self._json_body(self.openai, receive))
+    async def _embeddings(self, wire: Wire, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        wire.authenticate(headers, self.config.keys)
+        model, inputs, encoding, dims = embeddings.parse(await self._json_body(wire, receive))
+        try:  # header-chosen error faults only: embedding models have no ModelSpec (nor fault dice)
+            fault = fault_from_headers(headers, self.config.fault_delay_s)
+        except BadFaultHeader as exc:
+            raise wire.invalid(str(exc)) from None
+        if fault is not None and fault.status is not None:
+            self.billing.fault(model)
+            raise wire.fault_error(fault.status, model, retry_after(self._dice(f"{model}:retry-after"),
+                                                                    self.config.retry_after_s))
         body, n = embeddings.answer(model, inputs, encoding, dims)
         self.billing.charge(model, TokenCounts(input_tokens=n))
-        await send_body(send, 200, jsonutil.dumps(body), {self.openai.request_id_header: self._ids.make("req_", 24)})
+        await send_body(send, 200, jsonutil.dumps(body), {wire.request_id_header: self._ids.make("req_", 24)})
 
     async def _count_tokens(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         self.anthropic.authenticate(headers, self.config.keys)
@@ -290,6 +306,7 @@ class EmulatorApp:
                                                    "latency_scale": self.config.latency_scale}))
 
     async def _billing(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        self._batches.advance()  # batch lines due by now have run, and are billed
         await send_body(send, 200, jsonutil.dumps(self.billing.snapshot()))
 
     async def _reset(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
@@ -297,7 +314,9 @@ class EmulatorApp:
         self.openai.reset()
         self.anthropic.reset()
         self.azure.reset()
+        self._vertex.reset()
         self.limiter.reset()
+        self._batches.reset()
         self._fault_dice.clear()
         await send_body(send, 200, jsonutil.dumps({"status": "ok"}))
 

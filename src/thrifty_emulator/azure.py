@@ -2,9 +2,10 @@
 
 What differs from OpenAI, as Azure OpenAI's REST reference and its answers show it:
 
-- the URL names the deployment, `POST /openai/deployments/{deployment}/chat/completions?api-version=...`,
-  and the body's `model` is ignored; the v1 API, `POST /openai/v1/chat/completions`, takes the
-  deployment from the body's `model` and needs no api-version ("API version lifecycle");
+- the URL names the deployment, `POST /openai/deployments/{deployment}/chat/completions?api-version=...`
+  (and `.../{deployment}/embeddings?api-version=...`), and the body's `model` is ignored; the v1
+  API, `POST /openai/v1/chat/completions` (`/openai/v1/embeddings`), takes the deployment from the
+  body's `model` and needs no api-version ("API version lifecycle");
 - without `api-version` the deployment URL is 404 `Resource not found` (Azure answers 404, not
   400: MicrosoftDocs/azure-docs#114602);
 - the key comes in an `api-key` header; the v1 API also takes it as `Authorization: Bearer` (as
@@ -28,7 +29,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from thrifty_emulator.asgi import Receive, Send
+from thrifty_emulator.asgi import Receive, Send, read_body
+from thrifty_emulator.errors import BodyTooLarge
 from thrifty_emulator.generate import Completion
 from thrifty_emulator.openai_wire import OpenAIWire
 from thrifty_emulator.wire import Wire, WireError
@@ -36,7 +38,10 @@ from thrifty_emulator.wire import Wire, WireError
 FILTER_MARKER = "[emulator:content_filter]"
 _DEPLOYMENTS = "/openai/deployments/"
 _CHAT = "/chat/completions"
+_EMBEDDINGS = "/embeddings"
 V1_CHAT = "/openai/v1/chat/completions"
+V1_EMBEDDINGS = "/openai/v1/embeddings"
+_MAX_EMBEDDINGS_BODY = 64 * 1024 * 1024  # read once here to set the deployment; the handler bounds it too
 _ACCESS_DENIED = ("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
                   "valid key for an active subscription and use a correct regional API endpoint for your resource.")
 _BARE_CODES = frozenset({"401", "404", "DeploymentNotFound"})  # errors Azure itself answers: code + message only
@@ -124,26 +129,59 @@ def _filter_finish(event: bytes) -> bytes:
 
 
 class AzureRoutes:
-    """The Azure URL forms, mapped onto the emulator's chat handler with an `AzureWire`."""
+    """The Azure URL forms, mapped onto the emulator's chat and embeddings handlers with an `AzureWire`."""
 
-    def __init__(self, wire: AzureWire, chat: Chat) -> None:
+    def __init__(self, wire: AzureWire, chat: Chat, embeddings: Chat | None = None) -> None:
         self.wire = wire
         self._chat = chat
+        self._embeddings = embeddings
 
     def match(self, method: str, path: str, query_string: bytes) -> tuple[Wire, Handler] | None:
         if method != "POST":
             return None
         if path == V1_CHAT:
             return self.wire, partial(self._chat, self.wire)
-        if not (path.startswith(_DEPLOYMENTS) and path.endswith(_CHAT)):
+        if path == V1_EMBEDDINGS and self._embeddings is not None:
+            return self.wire, partial(self._embeddings, self.wire)
+        operation = next((op for op in (_CHAT, _EMBEDDINGS) if path.endswith(op)), None)
+        if operation is None or not path.startswith(_DEPLOYMENTS) or (
+                operation == _EMBEDDINGS and self._embeddings is None):
             return None
-        deployment = path[len(_DEPLOYMENTS):-len(_CHAT)]
+        deployment = path[len(_DEPLOYMENTS):-len(operation)]
         if not deployment or "/" in deployment:
             return None
         wire = self.wire.for_deployment(deployment)
         if not parse_qs(query_string.decode("latin-1")).get("api-version"):
             return wire, _resource_not_found
+        if operation == _EMBEDDINGS:
+            assert self._embeddings is not None
+            return wire, partial(_deployed_embeddings, self._embeddings, wire, deployment)
         return wire, partial(self._chat, wire)
+
+
+async def _deployed_embeddings(embeddings: Chat, wire: AzureWire, deployment: str, receive: Receive, send: Send,
+                               headers: dict[str, str]) -> None:
+    """An embeddings request to a deployment URL: the URL's deployment is the model, whatever the body says."""
+    try:
+        raw = await read_body(receive, {}, _MAX_EMBEDDINGS_BODY)
+    except BodyTooLarge as exc:
+        raise WireError(413, "invalid_request", str(exc)) from None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        raw = orjson.dumps({**body, "model": deployment})
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    await embeddings(wire, replay, send, headers)
 
 
 async def _resource_not_found(receive: Receive, send: Send, headers: dict[str, str]) -> None:

@@ -12,6 +12,11 @@ generated, whether or not the client received all of it:
 The providers do not document partial billing; billing what was generated is the conservative
 assumption (docs/emulator.md, "Billing"), and it is what makes an invoice reconcilable at all.
 Injected 429/5xx answers never run the model: counted in `faults`, not billed.
+
+Batch jobs (batches.py) are billed apart, in `batch`: each line that succeeded, with the usage its
+answer reported, at the provider's batch price (half the interactive one). Keeping them apart is
+what lets a test price each side at its own rate; lines that errored, expired or were cancelled
+bill nothing (OpenAI's and Anthropic's batch guides: only completed requests are charged).
 """
 
 from __future__ import annotations
@@ -42,16 +47,19 @@ class ModelBill:
 class Billing:
     def __init__(self) -> None:
         self._models: dict[str, ModelBill] = {}
+        self._batch: dict[str, ModelBill] = {}  # batch lines, priced at batch rates
 
-    def _bill(self, model: str) -> ModelBill:
-        bill = self._models.get(model)
+    def _bill(self, model: str, *, batch: bool = False) -> ModelBill:
+        bills = self._batch if batch else self._models
+        bill = bills.get(model)
         if bill is None:
-            bill = self._models[model] = ModelBill()
+            bill = bills[model] = ModelBill()
         return bill
 
-    def charge(self, model: str, usage: TokenCounts, outcome: str = "ok") -> None:
-        """Bill `usage`; `outcome` is "ok", "dropped", "cancelled" or "timeout" (also counted)."""
-        bill = self._bill(model)
+    def charge(self, model: str, usage: TokenCounts, outcome: str = "ok", *, batch: bool = False) -> None:
+        """Bill `usage`; `outcome` is "ok", "dropped", "cancelled" or "timeout" (also counted).
+        `batch`: a batch line, billed in the separate batch section."""
+        bill = self._bill(model, batch=batch)
         if outcome == "dropped":
             bill.dropped += 1
         elif outcome == "cancelled":
@@ -66,17 +74,23 @@ class Billing:
         bill.output_tokens += usage.output_tokens
         bill.reasoning_tokens += usage.reasoning_tokens
 
-    def fault(self, model: str) -> None:
-        self._bill(model).faults += 1
+    def fault(self, model: str, *, batch: bool = False) -> None:
+        self._bill(model, batch=batch).faults += 1
 
     def reset(self) -> None:
         self._models.clear()
+        self._batch.clear()
 
     def snapshot(self) -> dict[str, Any]:
-        """`{"models": {model: {field: int}}, "totals": {field: int}}`."""
-        models = {name: bill.as_dict() for name, bill in sorted(self._models.items())}
-        totals = ModelBill().as_dict()
-        for counts in models.values():
-            for k, v in counts.items():
-                totals[k] += v
-        return {"models": models, "totals": totals}
+        """`{"models": {model: {field: int}}, "totals": {field: int}, "batch": {"models", "totals"}}`:
+        interactive calls at the top, batch lines under `batch`, each with its own totals."""
+        return {**_section(self._models), "batch": _section(self._batch)}
+
+
+def _section(bills: dict[str, ModelBill]) -> dict[str, Any]:
+    models = {name: bill.as_dict() for name, bill in sorted(bills.items())}
+    totals = ModelBill().as_dict()
+    for counts in models.values():
+        for k, v in counts.items():
+            totals[k] += v
+    return {"models": models, "totals": totals}

@@ -18,8 +18,12 @@ providers do (docs/emulator.md): unknown parameters, reasoning-model rules, outp
 context windows and Anthropic extended thinking are refused with their 400s.
 
 Endpoints: POST /v1/chat/completions (OpenAI), POST /v1/messages (Anthropic),
-GET /v1/models, GET /health, GET /_emulator/billing (what each model would have billed),
-POST /_emulator/reset (clear billing and prompt caches).
+POST /v1/embeddings, POST /v1/messages/count_tokens, GET /v1/models, GET /health,
+the batch APIs (OpenAI: /v1/files, /v1/batches; Anthropic: /v1/messages/batches; a batch ends
+--batch-seconds after it was created, its lines billed at the batch price), Azure OpenAI's,
+Gemini's, Vertex AI's and Bedrock's URL forms (docs/emulator.md),
+GET /_emulator/billing (what each model would have billed; batch lines under `batch`),
+POST /_emulator/reset (clear billing, batches and prompt caches).
 
 Models: gpt-4o, gpt-4o-mini, gpt-5-nano, gpt-5-mini, llama-3.1-8b-instant (OpenAI wire);
 claude-sonnet-4-5, claude-haiku-4-5, claude-opus-4-1 (Anthropic wire). A --config file
@@ -59,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed for answers and config-driven faults (default 0)")
     p.add_argument("--key", action="append", default=[], metavar="KEY",
                    help="also accept this API key, with the default limits (repeatable)")
+    p.add_argument("--batch-seconds", type=float, metavar="S",
+                   help="how long a batch job (OpenAI Batch, Anthropic Message Batches) takes from "
+                        "creation to its end (default 2, or the config's)")
     return p
 
 
@@ -80,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         config = config.replace(latency_scale=args.latency_scale)
     if args.seed is not None:
         config = config.replace(seed=args.seed)
+    if args.batch_seconds is not None:
+        if args.batch_seconds < 0:
+            print("thrifty emulate: --batch-seconds must not be negative", file=sys.stderr)
+            return 2
+        config = config.replace(batch_seconds=args.batch_seconds)
     extra = [KeySpec(k) for k in dict.fromkeys(args.key) if k.strip() and config.key(k) is None]
     if extra:
         config = config.replace(keys=(*config.keys, *extra))

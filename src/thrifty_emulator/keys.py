@@ -10,9 +10,12 @@ A config file lists them (both wires accept every listed key)::
         tpm: 10000                           # OpenAI: tokens per minute (prompt + output)
         itpm: 10000                          # Anthropic: input tokens per minute
         otpm: 2000                           # Anthropic: output tokens per minute
+      - key: AKIAEMULATORKEY00001            # an AWS access key pair (Bedrock's SigV4 routes only)
+        secret: emulator-secret-access-key
 
-Without `keys:` the emulator accepts `DEFAULT_KEY` only; the gateway's local, test and demo
-configs (thrifty.cli.localstack, bench/_peers_stack.py) use it for every provider. The default
+Without `keys:` the emulator accepts `DEFAULT_KEY` (and, on the Bedrock routes only, the AWS pair
+`DEFAULT_AWS_KEY` / `DEFAULT_AWS_SECRET`); the gateway's local, test and demo configs
+(thrifty.cli.localstack, bench/_peers_stack.py) use it for every provider. The default
 limits are generous on purpose (no test or benchmark meets them) but still reported in the
 rate-limit headers of every answer, as the providers do.
 """
@@ -25,6 +28,8 @@ from typing import Any
 from thrifty_emulator.errors import EmulatorConfigError
 
 DEFAULT_KEY = "emulator-key"
+DEFAULT_AWS_KEY = "AKIAEMULATORKEY00001"  # shaped like an AWS access key id (AKIA + 16)
+DEFAULT_AWS_SECRET = "emulator-secret-access-key"
 LIMIT_FIELDS = ("rpm", "tpm", "itpm", "otpm")
 
 
@@ -40,10 +45,11 @@ class Limits:
 class KeySpec:
     key: str
     limits: Limits = Limits()
+    secret: str | None = None  # set: `key` is an AWS access key id and this its secret (SigV4 only)
 
 
 DEFAULT_LIMITS = Limits()
-DEFAULT_KEYS: tuple[KeySpec, ...] = (KeySpec(DEFAULT_KEY),)
+DEFAULT_KEYS: tuple[KeySpec, ...] = (KeySpec(DEFAULT_KEY), KeySpec(DEFAULT_AWS_KEY, secret=DEFAULT_AWS_SECRET))
 
 
 def _limits(path: str, where: str, raw: Any, base: Limits) -> Limits:
@@ -51,7 +57,7 @@ def _limits(path: str, where: str, raw: Any, base: Limits) -> Limits:
         return base
     if not isinstance(raw, dict):
         raise EmulatorConfigError(path, where, "must be a mapping of rpm/tpm/itpm/otpm to a number")
-    unknown = set(raw) - set(LIMIT_FIELDS) - {"key"}
+    unknown = set(raw) - set(LIMIT_FIELDS) - {"key", "secret"}
     if unknown:
         raise EmulatorConfigError(path, where, f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
     values = {}
@@ -66,7 +72,7 @@ def _limits(path: str, where: str, raw: Any, base: Limits) -> Limits:
 def parse_keys(path: str, raw: Any, raw_limits: Any) -> tuple[KeySpec, ...]:
     defaults = _limits(path, "rate_limits", raw_limits, DEFAULT_LIMITS)
     if raw is None:
-        return (KeySpec(DEFAULT_KEY, defaults),)
+        return (KeySpec(DEFAULT_KEY, defaults), KeySpec(DEFAULT_AWS_KEY, defaults, DEFAULT_AWS_SECRET))
     if not isinstance(raw, list) or not raw:
         raise EmulatorConfigError(path, "keys", "must be a non-empty list of keys")
     out: list[KeySpec] = []
@@ -77,7 +83,10 @@ def parse_keys(path: str, raw: Any, raw_limits: Any) -> tuple[KeySpec, ...]:
             raise EmulatorConfigError(path, where, "must be a key string or a mapping with `key:`")
         if any(k.key == key for k in out):
             raise EmulatorConfigError(path, where, "listed twice")
-        out.append(KeySpec(key, _limits(path, where, item if isinstance(item, dict) else None, defaults)))
+        secret = item.get("secret") if isinstance(item, dict) else None
+        if secret is not None and (not isinstance(secret, str) or not secret):
+            raise EmulatorConfigError(path, f"{where}.secret", "must be a non-empty string (an AWS secret access key)")
+        out.append(KeySpec(key, _limits(path, where, item if isinstance(item, dict) else None, defaults), secret))
     return tuple(out)
 
 

@@ -8,6 +8,8 @@ Built once (`default_config()`, optionally overlaid by `load_config(path)`) and 
     openai_cache_ttl_s: 300    # idle lifetime of an OpenAI prompt-prefix cache entry
     openai_cache_prefix_rpm: 15  # requests/minute per prefix + prompt_cache_key before overflow (0: off)
     retry_after_s: 1           # an injected 429's retry-after is drawn from [this, 4 x this] seconds
+    batch_seconds: 2.0         # a batch job (OpenAI Batch, Anthropic Message Batches) ends this long after creation
+    batch_expire_seconds: 86400  # lines of a batch not run by then expire (the providers' 24h window)
     faults: {"429": 0.01}      # default fault probabilities for models without their own
     models:
       gpt-4o: {ttft_ms: 300, tokens_per_s: 120, faults: {"500": 0.05}}   # override
@@ -78,6 +80,8 @@ class EmulatorConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     recorded: RecordedAnswers | None = None  # recorded answers of known prompts, per model
     keys: tuple[KeySpec, ...] = DEFAULT_KEYS  # the API keys accepted, with their rate limits
+    batch_seconds: float = 2.0  # how long a batch job takes from creation to its end (batches.py)
+    batch_expire_seconds: float = 86_400.0  # the 24h completion window: lines not run by then expire
 
     def key(self, value: str) -> KeySpec | None:
         return next((k for k in self.keys if k.key == value), None)
@@ -126,7 +130,8 @@ _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)} - {"name"}
 _INT_FIELDS = {"seed", "retry_after_s", "openai_cache_prefix_rpm", "stream_chunk_tokens", "min_answer_tokens", "max_answer_tokens",
                "max_body_bytes"}
 _TOP_FIELDS = {"latency_scale", "seed", "openai_cache_ttl_s", "openai_cache_prefix_rpm", "fault_delay_s", "retry_after_s",
-               "stream_chunk_tokens", "min_answer_tokens", "max_answer_tokens", "max_body_bytes"}
+               "stream_chunk_tokens", "min_answer_tokens", "max_answer_tokens", "max_body_bytes",
+               "batch_seconds", "batch_expire_seconds"}
 
 
 def _faults(path: str, key: str, raw: Any) -> dict[str, float]:

@@ -72,6 +72,7 @@ class Wire(ABC):
     name: ClassVar[str]
     tool_id: ClassVar[tuple[str, int]]  # prefix and random length of a tool call id
     request_id_header: ClassVar[str]
+    stream_content_type: ClassVar[bytes] = b"text/event-stream"  # of `stream`'s events (SSE unless the API frames otherwise)
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tok = tokenizer
@@ -93,7 +94,7 @@ class Wire(ABC):
         key = self.credential(headers)
         if key is None:
             raise self.missing_key()
-        found = next((k for k in keys if k.key == key), None)
+        found = next((k for k in keys if k.key == key and k.secret is None), None)  # pairs sign, never bear
         if found is None:
             raise self.bad_key(key)
         return found

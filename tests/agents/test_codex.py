@@ -4,7 +4,9 @@ One headless `codex exec` session per model (an OpenAI one and an Anthropic one)
 `POST /v1/responses` (streamed), the emulator calls one of Codex's tools with made-up arguments,
 Codex answers the call, the emulator answers. The session must succeed, every call it made must
 have a ledger row on the Responses surface, and the tokens must agree three ways: the ledger, the
-emulator's invoice and Codex's own usage report; the ledger's cost is the invoice's.
+emulator's invoice and Codex's own usage report; the ledger's cost is the invoice's. The client
+sends no `x-thrifty-task`: the ledger's task is Codex's own session id (its `session_id` header,
+the `thread_id` of its `thread.started` event), recognised by `thrifty.api.attribution`.
 
 The Codex binary is the one `make test` installs into .tools/ (THRIFTY_CODEX overrides it).
 Without it this module skips, except with THRIFTY_REQUIRE_SERVICES=1, where that fails. Codex
@@ -30,7 +32,7 @@ from thrifty.ledger import LedgerRow, RowFilter, SQLiteLedger
 from thrifty.pricing import PriceBook
 
 MODELS = ["gpt-4o-mini", "claude-haiku-4-5"]  # served by the emulator: an OpenAI and an Anthropic model
-TASK = "codex-A"
+FEATURE = "codex"
 RUN_TIMEOUT_S = 120
 
 
@@ -69,14 +71,14 @@ name = "Thrifty"
 base_url = "{base_url}/v1"
 env_key = "THRIFTY_API_KEY"
 wire_api = "responses"
-http_headers = {{ "x-thrifty-task" = "{TASK}", "x-thrifty-feature" = "codex" }}
+http_headers = {{ "x-thrifty-feature" = "{FEATURE}" }}
 """
 
 
 def _rows(ledger_path: Path, n: int, timeout: float = 10.0) -> list[LedgerRow]:
     deadline = time.monotonic() + timeout
     while True:
-        rows = SQLiteLedger(str(ledger_path)).rows(RowFilter(task=TASK)) if ledger_path.exists() else []
+        rows = SQLiteLedger(str(ledger_path)).rows(RowFilter(feature=FEATURE)) if ledger_path.exists() else []
         if len(rows) >= n or time.monotonic() > deadline:
             assert len(rows) == n, f"{len(rows)} ledger rows, the emulator billed {n} calls"
             return sorted(rows, key=lambda r: r.started_at)
@@ -122,6 +124,13 @@ def test_codex_exec_succeeds_through_the_responses_api(session):
         assert (row.status, row.surface, row.requested_model, row.served_model, row.stream, row.feature) == \
             (200, "openai_responses", model, model, True, "codex"), row
         assert row.error_type is None and row.cost_usd > 0
+
+
+def test_the_ledger_records_codex_session_as_the_task(session):
+    _, _, events, _, rows = session
+    (started,) = [e for e in events if e.get("type") == "thread.started"]
+    assert started["thread_id"]
+    assert {row.task for row in rows} == {started["thread_id"]}, (started, [r.task for r in rows])
 
 
 def test_ledger_tokens_and_cost_match_codex_and_the_invoice(session):

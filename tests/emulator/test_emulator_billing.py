@@ -41,7 +41,8 @@ def test_billing_matches_reported_usage(emulator, long_text):
                                              u.cache_creation.ephemeral_1h_input_tokens, u.output_tokens, 0))
 
     bill = emulator.billing()
-    assert set(bill) == {"models", "totals"}
+    assert set(bill) == {"models", "totals", "batch"}
+    assert bill["batch"]["models"] == {}, "interactive calls are never billed as batch lines"
     for model, rows in reported.items():
         counts = bill["models"][model]
         assert set(counts) == FIELDS
@@ -64,7 +65,8 @@ def test_reset_clears_billing_and_prompt_caches(emulator, long_text):
     client.chat.completions.create(model="gpt-4o", messages=messages)
     assert client.chat.completions.create(model="gpt-4o", messages=messages).usage.prompt_tokens_details.cached_tokens
     emulator.reset()
-    assert emulator.billing() == {"models": {}, "totals": {k: 0 for k in FIELDS}}
+    empty = {"models": {}, "totals": {k: 0 for k in FIELDS}}
+    assert emulator.billing() == {**empty, "batch": empty}
     assert client.chat.completions.create(model="gpt-4o", messages=messages).usage.prompt_tokens_details.cached_tokens == 0
 
 

@@ -209,5 +209,6 @@ def test_bad_key_config_names_the_field(raw, where):
 
 
 def test_rate_limits_set_the_default_key_limits():
-    (key,) = config_from_dict({"rate_limits": {"rpm": 7}}).keys
+    key, aws_pair = config_from_dict({"rate_limits": {"rpm": 7}}).keys  # the bearer key and the AWS pair (Bedrock)
     assert key.key == DEFAULT_KEY and key.limits.rpm == 7 and key.limits.tpm > 10**9
+    assert aws_pair.secret and aws_pair.limits == key.limits

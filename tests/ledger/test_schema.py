@@ -50,6 +50,7 @@ CALLS = [
     ("accounting", "INTEGER", 0, None, 0),
     ("baseline_model", "TEXT", 0, None, 0),
     ("provider_discount_usd", "TEXT", 0, None, 0),
+    ("lane", "TEXT", 1, "'interactive'", 0),
 ]
 CALL_BODIES = [
     ("request_id", "TEXT", 1, None, 1),
@@ -76,6 +77,7 @@ PINNED = [
     ("0002_call_bodies", "8a9e08beb74343c221b0f9a8ba5ea1bb198513b8fa7d18e1ceb22aa9a7b663f2"),
     ("0003_lever_savings", "f93419f5a24767409c96035ca3ad8700be77d4a33c4f466e00c44d832eb8973c"),
     ("0004_call_levers", "d5bd6b265d118f369b8d3a07c5734748f5fc1f3383ec09683858915e8b0de186"),
+    ("0005_batch_lane", "de190358c7e6735d4627f96f8dfba778f32c9e690eae85d04079401763e357f7"),
 ]
 
 

@@ -11,12 +11,13 @@ import hashlib
 import logging
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import orjson
 
 from thrifty import jsonutil
 from thrifty.api import attribution
+from thrifty.api.batches import defer_window
 from thrifty.api.asgi import (
     Receive, Scope, Send, end_stream, parse_json, read_body, send_response, start_stream, stream_chunk,
 )
@@ -55,8 +56,12 @@ def format_usd(amount: Decimal | None) -> str:
     return "unknown" if amount is None else format(amount, "f")
 
 
+# Hands a call that may wait to the batch lane (api.batches.BatchSurfaces.defer): the 202's body.
+Deferrer = Callable[[Call, float, dict[str, str]], Awaitable[dict[str, Any]]]
+
+
 async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive: Receive, send: Send,
-                      headers: dict[str, str]) -> None:
+                      headers: dict[str, str], deferrer: Deferrer | None = None) -> None:
     started = time.time()
     clock0 = time.perf_counter()
     rid = gw.new_request_id()
@@ -73,9 +78,15 @@ async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive
                   task=_clip(attribution.header_task(headers), cap),
                   call_site=_clip(headers.get("x-thrifty-call-site"), cap))
     http = _Http(gw, wire, send, ex, clock0)
-    gw.recorder.begin(ex)  # journaled: a crash from here on leaves the call recorded as interrupted
     try:
         call = await http.read_call(receive, headers, tenant)
+        window = None if deferrer is None else defer_window(headers, call.policy.defer)
+        if window is not None and deferrer is not None:
+            await http.deferred(await deferrer(call, window, headers))
+            return
+        # Journaled: a crash from here on leaves the call recorded as interrupted. (A deferred
+        # call is not: the batch lane keeps it in its tables and writes its row when answered.)
+        gw.recorder.begin(ex)
         await http.answer(call, await flow(call))
     except GatewayError as err:
         await http.fail(err)
@@ -167,6 +178,15 @@ class _Http:
         self.ex.status = 200
         self.record()
         await end_stream(send, self.wire.stream_end)
+
+    async def deferred(self, job: dict[str, Any]) -> None:
+        """202 with the job: the batch lane writes the call's ledger row (same request id) when
+        its answer arrives, so none is written for the 202 itself."""
+        self.recorded = True
+        headers = {"x-thrifty-request-id": self.ex.request_id, "x-thrifty-cost-usd": "pending",
+                   "x-thrifty-saved-usd": "pending", "x-thrifty-lane": "deferred",
+                   "location": f"/v1/thrifty/jobs/{job['id']}"}
+        await send_response(self.send, 202, jsonutil.dumps(job), headers)
 
     async def fail(self, err: GatewayError) -> None:
         ex = self.ex

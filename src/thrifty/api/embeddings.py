@@ -13,12 +13,19 @@ alone, otherwise the gateway's count with cl100k_base (the text-embedding-3 mode
 Deterministic by nature, embeddings are cached without the chat cache's temperature rule;
 `x-thrifty-cache-control` (no-cache, no-store, ttl=N) and the route's exact-cache switch apply.
 Budgets hold the worst case of the inputs sent upstream and settle at the provider's count (a
-soft budget without room refuses: embeddings have no cheaper tier). Not yet applied: retries and
-fallbacks (one upstream attempt).
+soft budget without room refuses: embeddings have no cheaper tier).
+
+Upstream failures get chat's reliability policy (`providers.reliability`: retries with backoff,
+breakers, the deadline, 429 cool-downs), with one difference in where a call may move: only to
+another deployment of the same model (OpenAI's and Azure's `text-embedding-3-small`, say), since
+vectors of different models are not comparable. `reliability.fallback: off` keeps every call on
+its deployment; `fallback_max_price_ratio` applies as for chat. An attempt cut after it reached the
+provider is reported as a discarded attempt (its own ledger row, cost unknown).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -40,17 +47,20 @@ from thrifty.api.chat import (
 )
 from thrifty.budgets.scopes import CallScopes
 from thrifty.cache.keys import CACHE_CONTROL_HEADER, parse_cache_control
-from thrifty.contract import Answer, Call, LeverSaving, Usage
+from thrifty.contract import Answer, Attempt, Call, LeverSaving, Usage
 from thrifty.core.gateway import Gateway
 from thrifty.core.recorder import Exchange
 from thrifty.errors import (
     UPSTREAM_INTERRUPTED,
     CacheUnavailable,
     GatewayError,
+    GiveUp,
     InvalidRequest,
     UpstreamError,
 )
 from thrifty.pricing import Accounting
+from thrifty.providers.deployments import Route
+from thrifty.providers.reliability import RetryPlan, deadline_error
 from thrifty.tokens import count_text_tokens
 from thrifty.wire import OPENAI_CHAT, Wire
 
@@ -159,6 +169,7 @@ async def handle_embeddings(gw: Gateway, scope: Scope, receive: Receive, send: S
                     stream=False, feature=ex.feature, user=ex.user, task=ex.task, call_site=ex.call_site,
                     policy=gw.policies.for_call(tenant, ex.feature, req.model), route=route)
         answer = await _embed(gw, call, req)
+        route = call.route  # the deployment that served it, after any fallback
         ex.status = 200
         extra = {"x-thrifty-request-id": rid, "x-thrifty-cost-usd": format_usd(answer.cost),
                  "x-thrifty-saved-usd": format_usd(_saved(answer)), "x-thrifty-model": route.model,
@@ -235,10 +246,10 @@ async def _embed(gw: Gateway, call: Call, req: EmbeddingRequest) -> Answer:
             v = getattr(req, k)
             if v is not None:
                 body[k] = v
-        provider = route.provider
-        url = provider.endpoint(EMBEDDINGS_PATH[provider.wire])
-        resp = await _budgeted(gw, call, lambda: provider.post_json(url, body, call.headers),
+        resp = await _budgeted(gw, call, lambda: _upstream(gw, call, body),
                                sum(local_tokens(req.inputs[i]) for i in missing))
+        route = call.route  # another deployment of the model when the first one failed
+        provider = route.provider
         data, usage = resp.get("data"), resp.get("usage") or {}
         if not isinstance(data, list) or len(data) != len(missing):
             raise UpstreamError(f"{provider.name}: the embeddings answer has {len(data or [])} embeddings "
@@ -274,6 +285,70 @@ async def _embed(gw: Gateway, call: Call, req: EmbeddingRequest) -> Answer:
                     served_model=route.model if not missing else None, tier=route.tier if not missing else None)
     answer.accounting = Accounting(baseline, route.model, levers, ZERO)
     return answer
+
+
+async def _upstream(gw: Gateway, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """The provider's answer, through the reliability policy; `call.route` ends as the deployment
+    that answered (see the module docstring for where a retry may go)."""
+    rel = gw.reliability
+    if not rel.config.enabled:
+        return await _post(call.route, body, call.headers, None, rel.config.deadline_s)
+    started = rel.clock()
+    plan: RetryPlan | None = None
+    if not rel.breakers.allow(call.route.deployment):
+        plan = _plan(gw, call.route, started)
+        call.route = gw.deployments.routes[plan.start()]
+    deadline = rel.deadline_from(started)
+    while True:
+        route, sent_at = call.route, time.time()
+        try:
+            resp = await _post(route, body, call.headers, deadline, rel.config.deadline_s, rel.clock)
+        except GatewayError as err:
+            plan = plan or _plan(gw, route, started)
+            try:
+                name, delay = plan.after(err)
+            except GiveUp:
+                raise err from None
+            if err.code == UPSTREAM_INTERRUPTED:  # it reached the provider, which may bill it
+                call.discarded.append(Attempt(why=f"retried: {err.message}"[:500], deployment=route, tier=route.tier,
+                                              usage=Usage(), cost=None, started_at=sent_at, finished_at=time.time(),
+                                              retries=call.retries, status=err.status))
+            if delay > 0:
+                await rel.sleep(delay)
+            call.route = gw.deployments.routes[name]
+            call.retries += 1
+            continue
+        rel.breakers.success(route.deployment)
+        return resp
+
+
+def _plan(gw: Gateway, route: Route, started: float) -> RetryPlan:
+    """Retries for a call on `route`: its peers are the other deployments of the same model that
+    serve embeddings, cheapest first (the client named the model, and it stays that model)."""
+    peers: dict[str, Route] = {}
+    for r in gw.deployments.routes.values():  # aliases point at the same Route objects
+        if r.model == route.model and r.provider.wire in EMBEDDINGS_PATH:
+            peers.setdefault(r.deployment, r)
+    price_of = {name: _price(gw, r, 1_000_000) for name, r in peers.items()}
+    ranked = sorted(peers, key=lambda n: (price_of[n] is None, price_of[n] or ZERO, n))
+    return gw.reliability.plan(route.deployment, ranked, started, routed=True, price_of=price_of)
+
+
+async def _post(route: Route, body: dict[str, Any], headers: dict[str, str], deadline: float | None,
+                deadline_s: float | None, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """One attempt on `route`, cut at the call's deadline."""
+    provider = route.provider
+    url = provider.endpoint(EMBEDDINGS_PATH[provider.wire], model=route.model)
+    if deadline is None:
+        return await provider.post_json(url, body, headers)
+    left = deadline - clock()
+    if left <= 0:
+        raise deadline_error(route.deployment, deadline_s)
+    try:
+        async with asyncio.timeout(left):
+            return await provider.post_json(url, body, headers)
+    except TimeoutError:
+        raise deadline_error(route.deployment, deadline_s) from None
 
 
 async def _budgeted(gw: Gateway, call: Call, send: Callable[[], Awaitable[dict[str, Any]]],

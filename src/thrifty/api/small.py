@@ -1,8 +1,11 @@
 """The small surfaces: one model by id, Anthropic's token counting, and 405 on a wrong method.
 
-- `GET /v1/models/{id}`: a configured deployment or alias, in OpenAI's shape, or in Anthropic's
-  when the request carries `anthropic-version` (the Anthropic SDK always sends it); an unknown id
-  is 404 in that protocol's error shape. Same auth as `GET /v1/models`.
+- `GET /v1/models` and `GET /v1/models/{id}`: the configured deployments and aliases, in OpenAI's
+  shape, or in Anthropic's when the request carries `anthropic-version` or authenticates with
+  `x-api-key` alone (what the Anthropic SDK sends): `{type: "model", id, display_name, created_at,
+  lifecycle}`, the list paged as Anthropic pages it (`limit` 1-1000, default 20; `after_id` / `before_id`;
+  `has_more`, `first_id`, `last_id`; Anthropic API reference, "List Models"). An unknown id is 404
+  in that protocol's error shape.
 - `POST /v1/messages/count_tokens`: counted by the deployment's provider. An Anthropic-wire
   provider counts it itself (the request is forwarded, its answer returned); for a model on an
   OpenAI-wire provider, which has no such endpoint, the gateway counts locally with its tokenizer
@@ -15,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from thrifty import jsonutil
 from thrifty.api.asgi import Receive, Send, parse_json, read_body, send_response
@@ -47,7 +51,52 @@ async def method_not_allowed(send: Send, method: str, path: str, allowed: Iterab
 
 
 def _listing_wire(headers: dict[str, str]) -> Wire:
-    return ANTHROPIC_MESSAGES if "anthropic-version" in headers else OPENAI_CHAT
+    anthropic = "anthropic-version" in headers or ("x-api-key" in headers and "authorization" not in headers)
+    return ANTHROPIC_MESSAGES if anthropic else OPENAI_CHAT
+
+
+def _anthropic_model(model_id: str) -> dict[str, Any]:
+    # `lifecycle` is required by the anthropic SDK's ModelInfo (2.x): every served model is active.
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": _CREATED_AT,
+            "lifecycle": "active"}
+
+
+def _anthropic_page(ids: list[str], query: dict[str, list[str]]) -> dict[str, Any]:
+    """One page of `ids` as Anthropic's list endpoints page: after `after_id` (or the `limit`
+    just before `before_id`), at most `limit`."""
+    raw = (query.get("limit") or ["20"])[-1]
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest("limit: must be an integer between 1 and 1000", param="limit")
+    limit = int(raw)
+    after, before = (query.get("after_id") or [None])[-1], (query.get("before_id") or [None])[-1]
+    for name, value in (("after_id", after), ("before_id", before)):
+        if value is not None and value not in ids:
+            raise InvalidRequest(f"{name}: {value!r} is not a model id of this list", param=name)
+    if before is not None:
+        end = ids.index(before)
+        page, has_more = ids[max(0, end - limit):end], end - limit > 0
+    else:
+        start = ids.index(after) + 1 if after is not None else 0
+        page, has_more = ids[start:start + limit], start + limit < len(ids)
+    return {"data": [_anthropic_model(i) for i in page], "has_more": has_more,
+            "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
+
+
+async def list_models(gw: Gateway, send: Send, headers: dict[str, str], query_string: bytes = b"") -> None:
+    wire = _listing_wire(headers)
+    try:
+        await gw.tenant_for(wire.api_key(headers))
+        if wire is ANTHROPIC_MESSAGES:
+            body = _anthropic_page([name for name, _ in gw.deployments], parse_qs(query_string.decode("latin-1")))
+        else:
+            created = int(time.time())
+            body = {"object": "list", "data": [
+                {"id": name, "object": "model", "created": created, "owned_by": f"thrifty:{route.provider.name}"}
+                for name, route in gw.deployments]}
+    except GatewayError as err:
+        await send_response(send, err.status, wire.error_body(err, ""))
+        return
+    await send_response(send, 200, jsonutil.dumps(body))
 
 
 async def retrieve_model(gw: Gateway, send: Send, headers: dict[str, str], model_id: str) -> None:
@@ -62,8 +111,7 @@ async def retrieve_model(gw: Gateway, send: Send, headers: dict[str, str], model
         await send_response(send, err.status, wire.error_body(err, ""))
         return
     if wire is ANTHROPIC_MESSAGES:
-        body: dict[str, Any] = {"type": "model", "id": model_id, "display_name": model_id,
-                                "created_at": _CREATED_AT}
+        body: dict[str, Any] = _anthropic_model(model_id)
     else:
         body = {"id": model_id, "object": "model", "created": int(time.time()),
                 "owned_by": f"thrifty:{route.provider.name}"}

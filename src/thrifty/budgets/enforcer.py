@@ -225,28 +225,36 @@ class Enforcer:
     # --- reserve / settle / release ---------------------------------------------------------
 
     async def reserve(self, scopes: CallScopes, worst_usd: Decimal | None, worst_tokens: int,
-                      now: float | None = None) -> Reservation:
+                      now: float | None = None, *, hold_s: float | None = None,
+                      rate_limits: bool = True) -> Reservation:
         """Hold the call's worst case on all its budgets and rate limits, or raise.
 
         Raises BudgetExceeded (429) when a `block` budget or a rate limit has no room, and
         BudgetUnavailable (503) when the store cannot be reached and budgets fail closed.
         A `worst_usd` of None (a model without a price) holds only tokens.
+
+        `hold_s`: a hold that must outlive `reservation_ttl_s` (a batch line waits up to a day
+        for its provider batch). Such a hold is not journaled: its owner keeps `held()` durably
+        and settles it with `settle_held()`, also after a restart. `rate_limits=False` leaves
+        the rate limits out (a provider's batch API has limits of its own).
         """
         now = self.clock() if now is None else now
         usd = 0 if worst_usd is None else to_nano(worst_usd)
         plan = self.plan(scopes, now)
-        if plan.empty:
+        buckets_planned = plan.buckets if rate_limits else ()
+        if not plan.holds and not buckets_planned:
             return Reservation(self._ids.hex(), scopes, from_nano(usd), worst_tokens, now)
-        ttl, idle = self._ttl, self.config.lifetime_idle_s
-        holds = tuple(HoldSpec(key, mode, lu, lt, usd, worst_tokens, now + idle if end is None else end + ttl)
+        ttl, idle = (self._ttl if hold_s is None else max(self._ttl, hold_s)), self.config.lifetime_idle_s
+        holds = tuple(HoldSpec(key, mode, lu, lt, usd, worst_tokens,
+                               (now + max(idle, ttl if hold_s is not None else 0)) if end is None else end + ttl)
                       for key, mode, lu, lt, end in plan.holds)
         buckets = tuple(BucketSpec(key, cap, rate, worst_tokens if tpm else 1, tpm)
-                        for key, cap, rate, tpm in plan.buckets)
+                        for key, cap, rate, tpm in buckets_planned)
         r = Reservation(self._ids.hex(), scopes, from_nano(usd), worst_tokens, now,
-                        plan.applied, holds, plan.rates, buckets)
+                        plan.applied, holds, plan.rates if rate_limits else (), buckets)
         # Journaled before it is asked for: a crash after the store took it but before its answer
         # arrived still leaves it for settle_interrupted() (a no-op where the store never took it).
-        journal = self.journal if r.holds else None
+        journal = self.journal if r.holds and hold_s is None else None
         if journal is not None:
             journal.hold(r.id, self.held(r))
         try:
@@ -313,6 +321,24 @@ class Enforcer:
             a = r.applied[i]
             if a.budget.alert_at:
                 self._thresholds(r, i, (u - usd, t - tokens), (u, t), now)
+
+    async def settle_held(self, held: dict[str, Any], actual_usd: Decimal | None, actual_tokens: int,
+                          now: float | None = None) -> bool | None:
+        """Settle a reservation known only by its `held()` form (a batch line's, kept in the
+        batch lane's tables across restarts) at what it actually cost; release it with
+        `actual_usd=0, actual_tokens=0`. True when the store still held it, False when it did
+        not (settled already, or expired), None when the store cannot be reached."""
+        holds = tuple(HoldSpec(**h) for h in held["holds"])
+        if not holds:
+            return False
+        usd = 0 if actual_usd is None else to_nano(actual_usd)
+        now = self.clock() if now is None else now
+        try:
+            after = await self.store.settle(held["id"], holds, [(usd, actual_tokens)] * len(holds), (), (), now)
+        except BudgetStoreUnavailable as exc:
+            log.error("budgets: could not settle batch reservation %s (%s)", held["id"], exc)
+            return None
+        return after is not None
 
     # --- calls interrupted by a crash -----------------------------------------------------
 

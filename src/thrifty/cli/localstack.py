@@ -93,16 +93,20 @@ def invoice_from_billing(billing: dict[str, Any], prices: Any) -> dict[str, Deci
 
     price_provider = {model: pp for _, model, _, pp in LOCAL_DEPLOYMENTS.values()}
     invoice: dict[str, Decimal | None] = {}
-    for model, c in billing.get("models", {}).items():
-        card = prices.card(model, price_provider.get(model))
-        if card is None:
-            invoice[model] = None
-            continue
-        usage = Usage(input_tokens=c["input_tokens"], cache_read_tokens=c["cache_read_tokens"],
-                      cache_write_5m_tokens=c["cache_write_5m_tokens"],
-                      cache_write_1h_tokens=c["cache_write_1h_tokens"],
-                      output_tokens=c["output_tokens"], reasoning_tokens=c["reasoning_tokens"])
-        invoice[model] = linear_cost(card, usage)
+    # Interactive calls at the list price; batch lines (the `batch` section) at the batch price.
+    for section, batch in ((billing, False), (billing.get("batch") or {}, True)):
+        for model, c in section.get("models", {}).items():
+            card = prices.card(model, price_provider.get(model))
+            if card is None:
+                invoice[model] = None
+                continue
+            usage = Usage(input_tokens=c["input_tokens"], cache_read_tokens=c["cache_read_tokens"],
+                          cache_write_5m_tokens=c["cache_write_5m_tokens"],
+                          cache_write_1h_tokens=c["cache_write_1h_tokens"],
+                          output_tokens=c["output_tokens"], reasoning_tokens=c["reasoning_tokens"])
+            cost = linear_cost(card, usage) * (card.batch_discount if batch else 1)
+            if invoice.get(model, 0) is not None:
+                invoice[model] = invoice.get(model, Decimal(0)) + cost
     return invoice
 
 

@@ -92,10 +92,17 @@ class Call:
     kwargs: dict[str, Any]
     stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    defer: bool = False  # nobody waits for it: sent with x-thrifty-defer, its job polled until done
 
 
-def build_workload(n: int = 60, seed: int = 7) -> list[Call]:
-    """A mixed day in the life of a SaaS product, in miniature."""
+_PRODUCTS = ["a blue ceramic mug, 350 ml", "noise-cancelling headphones", "a linen shirt, size M",
+             "a stainless steel water bottle", "a set of 12 colouring pencils", "a cast-iron skillet, 26 cm",
+             "a wool beanie", "a USB-C charging cable, 2 m", "a paperback novel", "a yoga mat, 6 mm"]
+
+
+def build_workload(n: int = 60, seed: int = 7, *, deferred: int = 0) -> list[Call]:
+    """A mixed day in the life of a SaaS product, in miniature; plus `deferred` catalogue
+    enrichment calls that no user waits for (the batch lane's traffic)."""
     rng = random.Random(seed)
     questions, code, long_q = _banking_questions(), _code_tasks(), _long_questions()
     calls: list[Call] = []
@@ -124,6 +131,11 @@ def build_workload(n: int = 60, seed: int = 7) -> list[Call]:
             calls.append(Call("research-agent", {"model": "claude-opus-4-1", "messages": [
                 {"role": "user", "content": "Find our refund policy for disputed card payments."}],
                 "tools": [SEARCH_TOOL], "max_tokens": 500}, headers={"x-thrifty-task": f"task-{i // 3}"}))
+    for i in range(deferred):  # a nightly catalogue enrichment job: one call per product
+        calls.append(Call("enrichment", {"model": "gpt-4o-mini", "max_tokens": 60, "messages": [
+            {"role": "system", "content": "Write one sentence of product copy and three search keywords."},
+            {"role": "user", "content": f"Product {i}: {_PRODUCTS[i % len(_PRODUCTS)]}"}]},
+            headers={"x-thrifty-defer": "24h"}, defer=True))
     return calls
 
 
@@ -139,7 +151,9 @@ async def run_workload(base_url: str, api_key: str, calls: list[Call], *, concur
         headers = {"x-thrifty-feature": call.feature, **call.headers}
         async with gate:
             try:
-                if call.stream:
+                if call.defer:
+                    await _deferred(client, call, headers)
+                elif call.stream:
                     stream = await client.chat.completions.create(
                         **call.kwargs, stream=True, stream_options={"include_usage": True},
                         extra_headers=headers)
@@ -158,3 +172,24 @@ async def run_workload(base_url: str, api_key: str, calls: list[Call], *, concur
         return await asyncio.gather(*(one(c) for c in calls))
     finally:
         await client.close()
+
+
+async def _deferred(client: Any, call: Call, headers: dict[str, str], timeout_s: float = 120.0) -> None:
+    """A deferred call: 202 and a job at once, the answer once the provider batch is done."""
+    import openai
+
+    raw = await client.chat.completions.with_raw_response.create(**call.kwargs, extra_headers=headers)
+    if raw.http_response.status_code != 202:
+        raise openai.APIError(f"expected 202 for a deferred call, got {raw.http_response.status_code}",
+                              raw.http_response.request, body=None)
+    job = raw.http_response.json()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while job["status"] not in ("completed", "errored", "expired", "cancelled"):
+        if asyncio.get_running_loop().time() > deadline:
+            raise openai.APIError(f"deferred job {job['id']} not done after {timeout_s:g} s",
+                                  raw.http_response.request, body=None)
+        await asyncio.sleep(0.25)
+        job = await client.get(f"/thrifty/jobs/{job['id']}", cast_to=object)
+    if job["status"] != "completed":
+        raise openai.APIError(f"deferred job {job['id']} ended {job['status']}: {job.get('error')}",
+                              raw.http_response.request, body=None)

@@ -51,3 +51,10 @@ class AnsweredFromCache(Effect):
 
     baseline_usd: Decimal | None
     estimated: bool  # a neighbour's answer (semantic), or an entry stored without a baseline
+
+
+@dataclass(frozen=True, slots=True)
+class Batched(Effect):
+    """Thrifty sent the call through a provider's batch API although the client asked for an
+    answer now (the deferred lane): undone by pricing the same usage at the interactive price.
+    Always the innermost effect: the provider billed the call at its batch price."""

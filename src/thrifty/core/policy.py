@@ -25,6 +25,7 @@ class CallPolicy:
     semantic_cache: bool = False
     semantic_namespace: str | None = None
     shape: Shape = Shape()
+    defer: bool = False  # the route's calls go to the batch lane (thrifty.batch) unless it is off
 
 
 class Policies:
@@ -56,7 +57,7 @@ class Policies:
         shape = Shape(route.output_cap, route.stop, route.top_k_chunks) if route else Shape()
         return CallPolicy(route=route.name if route else "default", prompt_cache=prompt, exact_cache=policy,
                           semantic_cache=semantic, semantic_namespace=route.semantic_namespace if route else None,
-                          shape=shape)
+                          shape=shape, defer=bool(route and route.defer))
 
     def for_call(self, tenant: str, feature: str | None, model: str) -> CallPolicy:
         key = (tenant, feature, model)

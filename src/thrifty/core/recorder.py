@@ -16,11 +16,11 @@ interrupted (ledger/journal.py), its budget hold settled at the worst case by
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from thrifty.contract import Answer, Attempt, Call
+from thrifty.contract.exchange import Exchange
 from thrifty.ledger import Ledger, LedgerRow
 from thrifty.pricing import Accountant, Accounting
 
@@ -28,30 +28,6 @@ if TYPE_CHECKING:
     from thrifty.budgets import Enforcer
 
 log = logging.getLogger("thrifty.ledger")
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What the HTTP side knows of one call."""
-
-    request_id: str
-    started_at: float
-    tenant: str
-    surface: str  # the client's wire format, by name
-    feature: str | None = None
-    user: str | None = None
-    task: str | None = None
-    call_site: str | None = None
-    requested_model: str | None = None
-    stream: bool = False
-    request_hash: str | None = None
-    request_body: str | None = None
-    response_body: str | None = None
-    status: int = 0
-    error_type: str | None = None
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    finished_at: float = 0.0
 
 
 class Recorder:
@@ -88,6 +64,8 @@ class Recorder:
                 self._account(row, self.accountant.of_call(call, answer))  # worked out once per answer
         elif answer is not None:
             row.cache = answer.cache
+        if ex.not_billed and ex.status != 200:
+            row.cost_usd = Decimal(0)
         rows.append(row)
         for r in rows:  # nearly always one row: one journal write per call
             self.ledger.record(r)
@@ -100,7 +78,7 @@ class Recorder:
                          requested_model=ex.requested_model, served_model=None, tier=None,
                          status=ex.status, error_type=ex.error_type, latency_ms=ex.latency_ms,
                          ttft_ms=ex.ttft_ms, stream=ex.stream, request_hash=ex.request_hash,
-                         request_body=ex.request_body, response_body=ex.response_body)
+                         request_body=ex.request_body, response_body=ex.response_body, lane=ex.lane)
 
     @staticmethod
     def _account(row: LedgerRow, a: Accounting) -> None:

@@ -77,6 +77,10 @@ class LedgerRow:
     provider_discount_usd: Decimal | None = None
     # What each lever did; cost_usd + the saved_usd of all of them = baseline_cost_usd.
     levers: tuple[LeverSaving, ...] = ()
+    # How the call reached the provider: "interactive" (answered at once), "batch" (a line of a
+    # client's own /v1/batches or /v1/messages/batches job) or "deferred" (a single call that
+    # Thrifty batched because the client said it can wait). See thrifty.batch.
+    lane: str = "interactive"
 
     def __post_init__(self) -> None:
         # One order, the order levers act, so a row reads back equal to the row written (the
@@ -173,6 +177,65 @@ MIGRATIONS: tuple[Migration, ...] = (
     note TEXT,
     PRIMARY KEY (request_id, lever)
 )""",
+    )),
+    # The batch lane (thrifty.batch): each row's lane, and the lane's durable state - the files
+    # clients upload, the jobs, one row per line, and the provider batches lines were sent in.
+    Migration("0005_batch_lane", (
+        "ALTER TABLE calls ADD COLUMN lane TEXT NOT NULL DEFAULT 'interactive'",
+        """CREATE TABLE batch_files (
+    id TEXT NOT NULL PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    content TEXT NOT NULL
+)""",
+        """CREATE TABLE batch_jobs (
+    id TEXT NOT NULL PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    surface TEXT NOT NULL,
+    lane TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    ended_at DOUBLE PRECISION,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    input_file_id TEXT,
+    info TEXT NOT NULL
+)""",
+        "CREATE INDEX idx_batch_jobs_tenant ON batch_jobs (tenant, created_at)",
+        """CREATE TABLE batch_lines (
+    id TEXT NOT NULL PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    deployment TEXT,
+    submission_id TEXT,
+    due_at DOUBLE PRECISION NOT NULL,
+    request TEXT NOT NULL,
+    plan TEXT,
+    result TEXT,
+    updated_at DOUBLE PRECISION NOT NULL
+)""",
+        "CREATE INDEX idx_batch_lines_job ON batch_lines (job_id, n)",
+        "CREATE INDEX idx_batch_lines_state ON batch_lines (state, deployment, due_at)",
+        "CREATE INDEX idx_batch_lines_submission ON batch_lines (submission_id)",
+        """CREATE TABLE batch_submissions (
+    id TEXT NOT NULL PRIMARY KEY,
+    deployment TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    state TEXT NOT NULL,
+    provider_batch_id TEXT,
+    lines INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    next_poll_at DOUBLE PRECISION NOT NULL,
+    poll_interval_s DOUBLE PRECISION NOT NULL,
+    info TEXT
+)""",
+        "CREATE INDEX idx_batch_submissions_state ON batch_submissions (state, next_poll_at)",
     )),
 )
 

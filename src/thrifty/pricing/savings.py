@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from thrifty.contract import (
-    AnsweredFromCache, Answer, BreakpointsAdded, Call, Counted, Effect, LeverSaving, ModelMoved, Usage,
+    AnsweredFromCache, Answer, Batched, BreakpointsAdded, Call, Counted, Effect, LeverSaving, ModelMoved, Usage,
 )
 from thrifty.pricing.book import PriceBook
 
@@ -61,13 +61,19 @@ class Accountant:
     def __init__(self, prices: PriceBook) -> None:
         self.prices = prices
 
-    def _cost(self, model: str, usage: Usage, provider: str | None) -> Decimal | None:
-        cost = self.prices.cost(model, usage, provider=provider)
+    def _cost(self, model: str, usage: Usage, provider: str | None, batch: bool = False) -> Decimal | None:
+        cost = self.prices.cost(model, usage, provider=provider, batch=batch)
         return None if cost is None else cost.total
 
     def account(self, effects: list[Effect], *, model: str | None, provider: str | None, usage: Usage,
-                actual: Decimal | None) -> Accounting:
-        """The accounting of one answered call (`model`: what served it; None for a cache hit)."""
+                actual: Decimal | None, batch_priced: bool = False) -> Accounting:
+        """The accounting of one answered call (`model`: what served it; None for a cache hit).
+
+        `batch_priced`: the client itself asked for a provider batch (a `/v1/batches` or
+        `/v1/messages/batches` line), so its baseline is the batch price: the batch discount is
+        one the client would have had without Thrifty, never counted as a saving. A call that
+        Thrifty batched on its own (the deferred lane) carries a `Batched` effect instead.
+        """
         hit = next((e for e in effects if isinstance(e, AnsweredFromCache)), None)
         if hit is not None:
             return Accounting(hit.baseline_usd, model, (LeverSaving(hit.lever, hit.baseline_usd, hit.estimated),),
@@ -77,13 +83,18 @@ class Accountant:
             return Accounting(None, model, counted, None)
         saved: list[LeverSaving] = []
         after = actual
+        batch = batch_priced
         for effect in reversed(effects):
             before: Decimal | None = after
-            if isinstance(effect, BreakpointsAdded):
+            if isinstance(effect, Batched):
+                # The same usage at the interactive price: exact, nothing else changed.
+                before = self._cost(model, usage, provider)
+                estimated, note, batch = False, None, False
+            elif isinstance(effect, BreakpointsAdded):
                 u = client_cache_only(usage, effect.client_prefix_tokens, effect.client_ttl)
                 # With no client breakpoint the rule is exact: nothing would have been cached.
                 estimated = effect.client_prefix_tokens is not None
-                usage, before = u, self._cost(model, u, provider)
+                usage, before = u, self._cost(model, u, provider, batch)
                 note = None
             elif isinstance(effect, ModelMoved):
                 # Estimated: the other model's tokenizer counts differently and it would have
@@ -92,7 +103,7 @@ class Accountant:
                 # have spent is unknown, so the estimate stays a lower bound.
                 model, provider = effect.from_model, effect.from_price_provider
                 usage = without_reasoning(usage)
-                before = self._cost(model, usage, provider)
+                before = self._cost(model, usage, provider, batch)
                 estimated, note = True, None
             else:
                 continue
@@ -101,7 +112,7 @@ class Accountant:
             saved.append(LeverSaving(effect.lever, before - after, estimated, note))
             after = before
         if usage.cache_read_tokens or usage.cache_write_tokens:
-            plain = self._cost(model, uncached(usage), provider)
+            plain = self._cost(model, uncached(usage), provider, batch)
             discount = None if plain is None else plain - after
         else:
             discount = ZERO

@@ -1,10 +1,13 @@
 """Azure OpenAI: OpenAI's chat wire behind Azure's deployment URLs and its `api-key` header.
 
-Two URL forms (Azure OpenAI REST reference; "API version lifecycle" for v1):
+Two URL forms (Azure OpenAI REST reference; "API version lifecycle" for v1), for chat
+completions and embeddings alike (`endpoint(path, model=...)`):
 
-- dated versions: `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`;
-  the deployment in the URL picks the model, the body's `model` is ignored;
-- `api_version: v1`: `{endpoint}/openai/v1/chat/completions`, the body's `model` naming the deployment.
+- dated versions: `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`
+  (`.../{deployment}/embeddings?api-version=...`); the deployment in the URL picks the model, the
+  body's `model` is ignored;
+- `api_version: v1`: `{endpoint}/openai/v1/chat/completions` (`/openai/v1/embeddings`), the body's
+  `model` naming the deployment.
 
 `base_url` is the resource endpoint (`https://RESOURCE.openai.azure.com`). The deployment's
 `model:` stays the model it is priced as; `azure.deployments` maps it to the Azure deployment's
@@ -23,6 +26,7 @@ from thrifty.providers.openai import OpenAIProvider
 from thrifty.redact import Redactor
 
 V1 = "v1"
+_CHAT = "/chat/completions"
 
 
 @register("azure")
@@ -46,20 +50,26 @@ class AzureOpenAIProvider(OpenAIProvider):
         return self.options.deployments.get(name, name)
 
     def url_for(self, body: dict[str, Any]) -> str:
+        return self.endpoint(_CHAT, model=body.get("model"))
+
+    def endpoint(self, path: str, *, model: str | None = None) -> str:
         if self._v1:
-            return self.url
-        deployment = quote(self.deployment_of(body.get("model")), safe="")
-        return f"{self._endpoint}/openai/deployments/{deployment}/chat/completions{self._query}"
+            return f"{self._endpoint}/openai/v1{path}"
+        if model is None:  # not a deployment's operation
+            return f"{self._endpoint}/openai{path}{self._query}"
+        deployment = quote(self.deployment_of(model), safe="")
+        return f"{self._endpoint}/openai/deployments/{deployment}{path}{self._query}"
 
     def _for_azure(self, body: dict[str, Any]) -> dict[str, Any]:
         """The v1 API reads the deployment from the body's `model`."""
-        if not self._v1:
+        if not self._v1 or not isinstance(body.get("model"), str):
             return body
         deployment = self.deployment_of(body.get("model"))
         return body if deployment == body.get("model") else {**body, "model": deployment}
 
-    async def complete(self, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
-        return await super().complete(self._for_azure(body), client_headers)
+    async def post_json(self, url: str, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
+        # Every JSON operation (chat completions, embeddings) names the deployment the same way.
+        return await super().post_json(url, self._for_azure(body), client_headers)
 
     async def stream(self, body: dict[str, Any],
                      client_headers: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:

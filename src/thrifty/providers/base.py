@@ -105,8 +105,9 @@ class Provider(ABC):
         """Where a chat request goes: `url`, unless the provider's URL names the model (Azure)."""
         return self.url
 
-    def endpoint(self, path: str) -> str:
-        """Another endpoint of this provider (embeddings, token counting): `path` under base_url."""
+    def endpoint(self, path: str, *, model: str | None = None) -> str:
+        """Another endpoint of this provider (embeddings, token counting): `path` under base_url.
+        `model`: the model the request is for, for providers whose URLs name it (Azure)."""
         return self.config.base_url.rstrip("/") + path
 
     async def post_json(self, url: str, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:

@@ -1,3 +1,3 @@
 """Importing this module registers the built-in adapters."""
 
-from thrifty.providers import anthropic, azure, gemini, openai  # noqa: F401
+from thrifty.providers import anthropic, azure, bedrock, gemini, openai, vertex  # noqa: F401

@@ -8,6 +8,7 @@ from __future__ import annotations
 from thrifty.contract.usage import Usage
 from thrifty.wire.anthropic_messages import AnthropicMessages
 from thrifty.wire.base import AnswerView, Json, RequestView, StreamTranslator, TokenCounter, Wire
+from thrifty.wire.bedrock import BedrockConverse
 from thrifty.wire.gemini import GeminiGenerate
 from thrifty.wire.model_fit import fit_openai_body
 from thrifty.wire.openai_chat import OpenAIChat
@@ -39,6 +40,7 @@ OPENAI_CHAT = register(OpenAIChat())
 ANTHROPIC_MESSAGES = register(AnthropicMessages())
 OPENAI_RESPONSES = register(OpenAIResponses())
 GEMINI = register(GeminiGenerate())
+BEDROCK = register(BedrockConverse())
 
 
 # --- crossing from the client's dialect to the provider's and back ----------------------------
@@ -89,6 +91,6 @@ def stream_translator(client: Wire, upstream: Wire, body: Json, model: str) -> S
 
 
 __all__ = [
-    "ANTHROPIC_MESSAGES", "GEMINI", "OPENAI_CHAT", "OPENAI_RESPONSES", "AnswerView", "RequestView", "StreamTranslator", "TokenCounter", "Wire",
+    "ANTHROPIC_MESSAGES", "BEDROCK", "GEMINI", "OPENAI_CHAT", "OPENAI_RESPONSES", "AnswerView", "RequestView", "StreamTranslator", "TokenCounter", "Wire",
     "client_answer", "get", "names", "register", "stream_translator", "upstream_request",
 ]

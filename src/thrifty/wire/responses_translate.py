@@ -13,8 +13,9 @@ Lossy on purpose, in these ways:
 * Function tools are sent as chat tools, and so are the functions of a `namespace` tool (by their
   own names; a streamed call names its namespace again). Hosted tools (web search, file search,
   code interpreter...) are left out, since nothing here runs them; other tool types (custom,
-  shell...) are refused with a 400, and so are `previous_response_id`, `conversation`,
-  `background` and prompt templates, since responses are not stored.
+  shell...) are refused with a 400, and so are `conversation`, `background` and prompt
+  templates. `previous_response_id` is resolved before translation when the gateway stores
+  responses (`thrifty.api.responses_store`); this module refuses it, as it does when they are off.
 * A whole (non-streamed) answer does not echo the request's parameters (`tools`, `instructions`,
   `tool_choice`...): they are defaults there. A streamed one does.
 * A chat refusal is written as output text.
@@ -37,7 +38,8 @@ Json = dict[str, Any]
 _SAME = ("temperature", "top_p", "parallel_tool_calls", "user", "safety_identifier", "prompt_cache_key",
          "service_tier", "top_logprobs", "stop")
 _REFUSED = {"previous_response_id": "previous_response_id needs stored responses, and this gateway does not "
-                                    "store them: send the whole conversation in 'input'",
+                                    "store them (responses.store is off): set responses.store: true in the "
+                                    "gateway config, or send the whole conversation in 'input'",
             "conversation": "conversations are not stored by this gateway: send the whole conversation in 'input'",
             "prompt": "prompt templates are not supported by this gateway",
             "background": "background responses are not supported by this gateway"}
@@ -45,10 +47,11 @@ _REFUSED = {"previous_response_id": "previous_response_id needs stored responses
 # them, so they are left out (the model answers without searching, say) rather than refused.
 HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11",
                           "file_search", "code_interpreter", "image_generation", "computer_use_preview", "mcp"})
-# Echoed in a streamed Response from the request, with the API's defaults.
+# Echoed in a streamed Response from the request, with the API's defaults. `user` only when the
+# request has one: OpenAI's OpenAPI spec types it a string, not nullable.
 _ECHO = {"instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
          "previous_response_id": None, "temperature": None, "tool_choice": "auto", "tools": [], "top_p": None,
-         "user": None, "truncation": "disabled"}
+         "truncation": "disabled"}
 
 
 def new_id(prefix: str) -> str:
@@ -220,6 +223,8 @@ def response_head(body: Json | None, model: str) -> Json:
     for name, default in _ECHO.items():
         v = body.get(name)
         head[name] = default if v is None else v
+    if isinstance(body.get("user"), str):
+        head["user"] = body["user"]
     reasoning = body.get("reasoning")
     head["reasoning"] = {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")} \
         if isinstance(reasoning, dict) else {"effort": None, "summary": None}
