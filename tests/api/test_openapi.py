@@ -56,7 +56,13 @@ def test_the_document_is_openapi_3_1_and_covers_every_route(document):
     assert labels >= {"POST /v1/chat/completions", "POST /v1/messages", "GET /v1/models", "GET /health",
                       "POST /v1/thrifty/feedback", "GET /openapi.json", "GET /admin/keys", "POST /admin/keys",
                       "DELETE /admin/keys/{id}", "GET /admin/budgets", "PUT /admin/budgets/{name}",
-                      "DELETE /admin/budgets/{name}", "GET /admin/spend", "GET /admin/savings", "GET /admin/metrics"}
+                      "DELETE /admin/budgets/{name}", "GET /admin/spend", "GET /admin/savings", "GET /admin/metrics",
+                      # the batch lane (docs/batch.md)
+                      "POST /v1/files", "GET /v1/files/{id}", "GET /v1/files/{id}/content", "POST /v1/batches",
+                      "GET /v1/batches", "GET /v1/batches/{id}", "POST /v1/batches/{id}/cancel",
+                      "POST /v1/messages/batches", "GET /v1/messages/batches", "GET /v1/messages/batches/{id}",
+                      "GET /v1/messages/batches/{id}/results", "POST /v1/messages/batches/{id}/cancel",
+                      "GET /v1/thrifty/jobs/{id}", "POST /v1/thrifty/jobs/{id}/cancel"}
     spend = document["paths"]["/admin/spend"]["get"]["parameters"]
     assert {p["name"] for p in spend} == {"scope", "value", "tenant"}
 

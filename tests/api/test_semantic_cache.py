@@ -70,3 +70,23 @@ def test_feedback_errors(faq_stack):
     r = httpx.post(f"{s.url}/v1/thrifty/feedback", headers={"authorization": f"Bearer {s.key}"},
                    json={"request_id": "thr_unknown"})
     assert r.status_code == 404 and r.json()["error"]["param"] == "request_id"
+
+
+def test_responses_api_calls_use_the_semantic_cache_too(faq_stack):
+    """A Responses call's `input` is read through its canonical (chat) form, so the semantic cache
+    applies to it as to a chat call; its entries are its own (the namespace names the dialect), and
+    a hit is answered in the Responses shape."""
+    s = faq_stack
+
+    def ask_responses(question):
+        with openai.OpenAI(base_url=f"{s.url}/v1", api_key=s.key, max_retries=0) as c:
+            return c.responses.with_raw_response.create(
+                model="gpt-4o-mini", temperature=0.7, instructions=SYSTEM, input=question,
+                extra_headers={"x-thrifty-feature": "faq"})
+
+    first = ask_responses("How do I order a new debit card?")
+    assert first.headers["x-thrifty-cache"] == "miss"
+    para = ask_responses("How can I order a new debit card?")
+    assert para.headers["x-thrifty-cache"] == "semantic"
+    assert para.parse().output_text == first.parse().output_text
+    assert ask_responses("How do I cancel my debit card?").headers["x-thrifty-cache"] == "miss"

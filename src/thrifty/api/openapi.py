@@ -114,6 +114,88 @@ def _budget_schemas() -> dict[str, Any]:
     return {**defs, "Budget": schema}
 
 
+def _batch_paths(chat_params: list[dict[str, Any]], any_object: dict[str, Any]) -> dict[str, Any]:
+    """The batch lane's surfaces (thrifty.api.batches; docs/batch.md)."""
+    def path_id(name: str = "id") -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+    openai_batch = {"type": "object", "required": ["id", "object", "status", "request_counts"],
+                    "properties": {"object": {"const": "batch"}}}
+    message_batch = {"type": "object", "required": ["id", "type", "processing_status", "request_counts"],
+                     "properties": {"type": {"const": "message_batch"}}}
+    job = {"type": "object", "required": ["id", "object", "status"], "properties": {"object": {"const": "thrifty.job"}}}
+    listing = {"type": "object", "required": ["data", "has_more"]}
+    limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size")
+    op = {"security": [{"bearer": []}]}
+    aop = {"security": [{"bearer": []}, {"x-api-key": []}]}
+    return {
+        "/v1/files": {"post": {**op, "summary": "upload a batch input file (purpose: batch)", "operationId": "uploadFile",
+                               "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                                   "type": "object", "required": ["file", "purpose"],
+                                   "properties": {"file": {"type": "string", "format": "binary"},
+                                                  "purpose": {"const": "batch"}}}}}},
+                               "responses": _answers(any_object)}},
+        "/v1/files/{id}": {"get": {**op, "summary": "a file (input, or a finished batch's output/errors)",
+                                   "operationId": "getFile", "parameters": [path_id()],
+                                   "responses": _answers(any_object)}},
+        "/v1/files/{id}/content": {"get": {**op, "summary": "a file's content (JSON Lines)",
+                                           "operationId": "fileContent", "parameters": [path_id()],
+                                           "responses": {"200": {"description": "JSON Lines", "content": {
+                                               "application/jsonl": {"schema": {"type": "string"}}}},
+                                               "default": _json(_ref("OpenAIError"), "an error")}}},
+        "/v1/batches": {
+            "post": {**op, "summary": "a batch job from an uploaded file (OpenAI Batch API)", "operationId": "createBatch",
+                     "parameters": chat_params,
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["input_file_id", "endpoint", "completion_window"],
+                         "properties": {"input_file_id": {"type": "string"},
+                                        "endpoint": {"const": "/v1/chat/completions"},
+                                        "completion_window": {"const": "24h"},
+                                        "metadata": {"type": "object", "maxProperties": 16,
+                                                     "additionalProperties": {"type": "string", "maxLength": 512}}}}}}},
+                     "responses": _answers(openai_batch)},
+            "get": {**op, "summary": "this tenant's batches, newest first", "operationId": "listBatches",
+                    "parameters": [limit, _query("after", {"type": "string"}, "a batch id: list older ones")],
+                    "responses": _answers(listing)}},
+        "/v1/batches/{id}": {"get": {**op, "summary": "a batch", "operationId": "getBatch", "parameters": [path_id()],
+                                     "responses": _answers(openai_batch)}},
+        "/v1/batches/{id}/cancel": {"post": {**op, "summary": "cancel a batch", "operationId": "cancelBatch",
+                                             "parameters": [path_id()], "responses": _answers(openai_batch)}},
+        "/v1/messages/batches": {
+            "post": {**aop, "summary": "a message batch (Anthropic Message Batches)", "operationId": "createMessageBatch",
+                     "parameters": chat_params,
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["requests"], "additionalProperties": False,
+                         "properties": {"requests": {"type": "array", "minItems": 1, "items": {
+                             "type": "object", "required": ["custom_id", "params"],
+                             "properties": {"custom_id": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+                                            "params": _ref("MessagesRequest")}}}}}}}},
+                     "responses": _answers(message_batch, "AnthropicError")},
+            "get": {**aop, "summary": "this tenant's message batches, newest first", "operationId": "listMessageBatches",
+                    "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+                                   _query("after_id", {"type": "string"}, "list older ones"),
+                                   _query("before_id", {"type": "string"}, "list newer ones")],
+                    "responses": _answers(listing, "AnthropicError")}},
+        "/v1/messages/batches/{id}": {"get": {**aop, "summary": "a message batch", "operationId": "getMessageBatch",
+                                              "parameters": [path_id()],
+                                              "responses": _answers(message_batch, "AnthropicError")}},
+        "/v1/messages/batches/{id}/results": {"get": {
+            **aop, "summary": "an ended message batch's results (JSON Lines)", "operationId": "messageBatchResults",
+            "parameters": [path_id()],
+            "responses": {"200": {"description": "JSON Lines", "content": {"application/jsonl": {"schema": {
+                "type": "string"}}}}, "default": _json(_ref("AnthropicError"), "an error")}}},
+        "/v1/messages/batches/{id}/cancel": {"post": {
+            **aop, "summary": "cancel a message batch", "operationId": "cancelMessageBatch", "parameters": [path_id()],
+            "responses": _answers(message_batch, "AnthropicError")}},
+        "/v1/thrifty/jobs/{id}": {"get": {**op, "summary": "a deferred call's job (x-thrifty-defer)",
+                                          "operationId": "getJob", "parameters": [path_id()],
+                                          "responses": _answers(job)}},
+        "/v1/thrifty/jobs/{id}/cancel": {"post": {**op, "summary": "cancel a deferred call not yet sent",
+                                                  "operationId": "cancelJob", "parameters": [path_id()],
+                                                  "responses": _answers(job)}},
+    }
+
+
 def build() -> dict[str, Any]:
     from thrifty.budgets.limits import Scope
     from typing import get_args
@@ -193,6 +275,7 @@ def build() -> dict[str, Any]:
                 "type": "object", "required": ["request_id"],
                 "properties": {"request_id": {"type": "string"}, "bad": {"type": "boolean"}}}}}},
             "responses": _answers(any_object)}},
+        **_batch_paths(chat_params, any_object),
         "/health": {"get": {"summary": "liveness", "operationId": "health", "security": [],
                             "responses": {"200": _json({"type": "object", "required": ["status"],
                                                         "properties": {"status": {"const": "ok"}}}, "alive")}}},

@@ -68,7 +68,13 @@ class SemanticCaching(Stage):
 
         if not call.policy.semantic_cache:
             return await call_next(call)
-        found = query_and_context(call.body)
+        body = call.body
+        if "messages" not in body:  # a dialect without chat messages (Responses' `input`): its canonical form
+            try:
+                body = call.wire.request_to_canonical(body, call.model)
+            except Exception:  # noqa: BLE001 - not translatable here: the call is just not eligible
+                return await call_next(call)
+        found = query_and_context(body)
         if found is None:
             return await call_next(call)
         text, context = found

@@ -193,7 +193,7 @@ class Escalation:
         if second is None:
             return None
         return failed_check(view, ("consistency",), self.settings, second=second,
-                            choices=_choices(call.body))
+                            choices=_choices(call.wire.last_user_text(call.body)))
 
     async def _second_sample(self, call: Call, call_next: Next, decision: "Decision",
                              seq: list[int]) -> str | None:
@@ -258,17 +258,10 @@ def _with_deployment(decision: "Decision", deployment: str) -> "Decision":
     return replace(decision, deployment=deployment)
 
 
-def _choices(body: dict[str, Any]) -> int:
-    """How many lettered options the last user message offers (for the consistency check)."""
+def _choices(text: str) -> int:
+    """How many lettered options the last user message (`text`, read by the client's wire, so
+    a Responses call's `input` counts as a chat call's `messages`) offers (the consistency check)."""
     import re
 
-    messages = body.get("messages") or ()
-    text = ""
-    for msg in reversed(messages):
-        if isinstance(msg, dict) and msg.get("role") == "user":
-            content = msg.get("content")
-            text = content if isinstance(content, str) else " ".join(
-                p.get("text", "") for p in content or () if isinstance(p, dict))
-            break
     letters = set(re.findall(r"(?m)^\s*\(?([A-J])[).:]\s", text))
     return len(letters)
