@@ -117,6 +117,28 @@ def test_openai_batch_through_the_lane(lane):
         assert Decimal(r[4]) == Decimal(r[3])
 
 
+def test_an_embeddings_batch_at_half_price(lane):
+    """`/v1/embeddings` lines (an embeddings backfill): answered in OpenAI's embeddings shape,
+    recorded at the batch price of the provider's token count."""
+    client = openai.OpenAI(base_url=lane.url + "/v1", api_key=lane.key)
+    lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+              "body": {"model": "text-embedding-3-small", "input": [f"document {i}", f"title {i}"]}} for i in range(3)]
+    lines.append({"custom_id": "chat", "method": "POST", "url": "/v1/embeddings",
+                  "body": {"model": "claude-haiku-4-5", "input": "x"}})  # no embeddings batch API there
+    f = client.files.create(file=("emb.jsonl", io.BytesIO("\n".join(json.dumps(x) for x in lines).encode())),
+                            purpose="batch")
+    b = client.batches.create(input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h")
+    assert [e.line for e in b.errors.data] == [4]
+    done = _wait(lambda: client.batches.retrieve(b.id), lambda x: x.status == "completed")
+    assert done.request_counts.completed == 3
+    for line in client.files.content(done.output_file_id).text.splitlines():
+        body = json.loads(line)["response"]["body"]
+        assert body["object"] == "list" and len(body["data"]) == 2 and body["data"][0]["embedding"]
+        (row,) = [r for r in _rows(lane, "lane = 'batch' AND status = 200") if r[0] == json.loads(line)["response"]["request_id"]]
+        expected = PRICES.cost("text-embedding-3-small", Usage(input_tokens=row[6]), provider="openai", batch=True).total
+        assert row[6] > 0 and Decimal(row[3]) == expected
+
+
 def test_anthropic_message_batch_through_the_lane(lane):
     client = anthropic.Anthropic(base_url=lane.url, api_key=lane.key)
     batch = client.messages.batches.create(requests=[

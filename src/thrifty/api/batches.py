@@ -44,7 +44,7 @@ MIN_DEFER_S = 24 * 3600  # provider batches promise results within 24 h
 DEFER_HEADER = "x-thrifty-defer"
 WEBHOOK_HEADER = "x-thrifty-webhook"
 # The chat paths a batch line may name, and the dialect its body is in.
-_LINE_URLS: dict[str, Wire] = {"/v1/chat/completions": OPENAI_CHAT}
+_LINE_URLS: dict[str, Wire] = {"/v1/chat/completions": OPENAI_CHAT, "/v1/embeddings": OPENAI_CHAT}
 
 
 def _paths(path: str) -> tuple[str, ...]:

@@ -149,7 +149,7 @@ def _batch_paths(chat_params: list[dict[str, Any]], any_object: dict[str, Any]) 
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
                          "type": "object", "required": ["input_file_id", "endpoint", "completion_window"],
                          "properties": {"input_file_id": {"type": "string"},
-                                        "endpoint": {"const": "/v1/chat/completions"},
+                                        "endpoint": {"enum": ["/v1/chat/completions", "/v1/embeddings"]},
                                         "completion_window": {"const": "24h"},
                                         "metadata": {"type": "object", "maxProperties": 16,
                                                      "additionalProperties": {"type": "string", "maxLength": 512}}}}}}},

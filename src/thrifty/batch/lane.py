@@ -46,7 +46,7 @@ from thrifty.budgets.scopes import CallScopes
 from thrifty.budgets.stage import used_tokens
 from thrifty.cache.stage import served_from_cache
 from thrifty.contract import (
-    AnsweredFromCache, Answer, Batched, BreakpointsAdded, Call, Counted, Effect, ModelMoved, Next,
+    AnsweredFromCache, Answer, Batched, BreakpointsAdded, Call, Counted, Effect, ModelMoved, Next, Usage,
 )
 from thrifty.contract.exchange import Exchange
 from thrifty.errors import (
@@ -55,9 +55,12 @@ from thrifty.errors import (
 from thrifty.providers.batches import BatchAmbiguous, BatchAPI, BatchLine, LineResult, batch_api
 from thrifty.routing.stage import ModelRoute
 from thrifty.wire import Wire, client_answer
+from thrifty.wire.embeddings import local_tokens, parse_request
 from thrifty.wire import get as wire_named
 
 log = logging.getLogger("thrifty.batch")
+
+CHAT, EMBEDDINGS = "/v1/chat/completions", "/v1/embeddings"  # the OpenAI batch endpoints the lane serves
 
 ZERO = Decimal(0)
 # Client headers kept with a line: those that change how the levers treat it. Never a credential.
@@ -217,6 +220,12 @@ class BatchLane:
 
         if item.error is not None:
             return reject(InvalidRequest(item.error))
+        if job.endpoint == EMBEDDINGS:
+            try:
+                await self._plan_embeddings(line, item, wire, headers)
+            except GatewayError as err:
+                reject(err)
+            return
         try:
             body = item.body
             model, stream = wire.check(body)
@@ -248,6 +257,25 @@ class BatchLane:
         line.plan = {"upstream": call.upstream_body, "effects": _effects_json(
                          [*call.effects, *call.attempt_effects, *call.body_effects]),
                      "tier": call.tier, "held": held, "exact": exact or None}
+
+    async def _plan_embeddings(self, line: Line, item: Intake, wire: Wire, headers: dict[str, str]) -> None:
+        """An embeddings line: validated as `POST /v1/embeddings` is, sent as is to its deployment
+        (no routing: vectors of different models do not compare), held at the batch price of its
+        inputs' tokens. Only a provider with a batch API that speaks the client's dialect serves it;
+        embeddings lines are not answered from the per-input cache (an interactive call's is)."""
+        req = parse_request(item.body)
+        route = self.gw.deployments.route(req.model)
+        if route.provider.wire is not wire or self._apis(route.provider) is None:
+            raise InvalidRequest(f"model {req.model!r}: embeddings lines need a deployment on a provider with a "
+                                 "batch API for embeddings (kind: openai)", param="model")
+        call = self._call(line, wire, item.body, req.model, headers)
+        call.route, call.tier = route, route.tier
+        tokens = sum(local_tokens(one) for one in req.inputs)
+        cost = self.gw.prices.cost(route.model, Usage(input_tokens=tokens), provider=route.price_provider, batch=True)
+        held = await self._hold(call, None if cost is None else cost.total, tokens)
+        line.deployment = route.deployment
+        line.plan = {"upstream": {**item.body, "model": route.model}, "effects": [], "tier": route.tier,
+                     "held": held, "exact": None, "endpoint": EMBEDDINGS}
 
     def _call(self, line: Line, wire: Wire, body: Any, model: str, headers: dict[str, str]) -> Call:
         req = line.request
@@ -302,7 +330,15 @@ class BatchLane:
         card = self.gw.prices.card(route.model, route.price_provider)
         if usd is not None and card is not None and self._apis(route.provider) is not None:
             usd = usd * card.batch_discount
-        r = await enforcer.reserve(scopes, usd, est.tokens, hold_s=self.config.completion_window_s + 3600,
+        return await self._hold(call, usd, est.tokens)
+
+    async def _hold(self, call: Call, usd: Decimal | None, tokens: int) -> dict[str, Any] | None:
+        """Hold `usd` / `tokens` on the call's budgets until the line's result arrives."""
+        enforcer = self.gw.budgets
+        scopes = CallScopes.of(call)
+        if not enforcer.has_limits(scopes):
+            return None
+        r = await enforcer.reserve(scopes, usd, tokens, hold_s=self.config.completion_window_s + 3600,
                                    rate_limits=False)
         if r.downgrade:
             await enforcer.settle_held(enforcer.held(r), ZERO, 0)
@@ -344,6 +380,8 @@ class BatchLane:
                 await self._run_interactive(deployment, now)
                 continue
             lines = await self.store.run(self.store.queued, deployment, api.max_lines)
+            endpoint = _endpoint_of(lines[0]) if lines else ""
+            lines = [ln for ln in lines if _endpoint_of(ln) == endpoint]  # one endpoint per provider batch
             await self._submit(route, api, _within_bytes(lines, api.max_bytes))
 
     async def _submit(self, route: Any, api: BatchAPI, lines: list[Line]) -> None:
@@ -353,7 +391,7 @@ class BatchLane:
         sub = Submission(id="thrsub_" + self.gw.new_request_id()[4:], deployment=route.deployment,
                          provider=route.provider.name, state="submitting", lines=len(lines), created_at=now,
                          next_poll_at=now + self.config.poll_min_s, poll_interval_s=self.config.poll_min_s,
-                         info={"endpoint": _endpoint_of(route)})
+                         info={"endpoint": _endpoint_of(lines[0])})
         await self.store.run(self.store.add_submission, sub, [ln.id for ln in lines])
         self._busy.add(sub.id)
         try:
@@ -742,9 +780,9 @@ def _model_of(body: Any) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _endpoint_of(route: Any) -> str:
-    """The OpenAI batch `url` of lines going to this route (the lane sends chat calls only)."""
-    return "/v1/chat/completions"
+def _endpoint_of(line: Line) -> str:
+    """The OpenAI batch `url` of a line: chat, unless the line is an embeddings request."""
+    return (line.plan or {}).get("endpoint") or CHAT
 
 
 def _within_bytes(lines: list[Line], max_bytes: int) -> list[Line]:
