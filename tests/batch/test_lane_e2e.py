@@ -139,6 +139,33 @@ def test_an_embeddings_batch_at_half_price(lane):
         assert row[6] > 0 and Decimal(row[3]) == expected
 
 
+def test_a_cached_line_never_reaches_the_provider_and_batch_answers_fill_the_cache(lane):
+    client = openai.OpenAI(base_url=lane.url + "/v1", api_key=lane.key)
+    seen = {"model": "gpt-4o-mini", "temperature": 0, "max_tokens": 20,
+            "messages": [{"role": "user", "content": "category of: stapler"}]}
+    fresh = {**seen, "messages": [{"role": "user", "content": "category of: hole punch"}]}
+    first = client.chat.completions.with_raw_response.create(**seen)
+    assert first.headers["x-thrifty-cache"] == "miss"
+    before = lane.billing()["batch"]["totals"]["requests"]
+    lines = [{"custom_id": "seen", "method": "POST", "url": "/v1/chat/completions", "body": seen},
+             {"custom_id": "fresh", "method": "POST", "url": "/v1/chat/completions", "body": fresh}]
+    f = client.files.create(file=("c.jsonl", io.BytesIO("\n".join(json.dumps(x) for x in lines).encode())),
+                            purpose="batch")
+    b = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    done = _wait(lambda: client.batches.retrieve(b.id), lambda x: x.status == "completed")
+    out = {json.loads(x)["custom_id"]: json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()}
+    assert out["seen"]["response"]["body"]["choices"][0]["message"]["content"] == \
+        first.parse().choices[0].message.content
+    assert lane.billing()["batch"]["totals"]["requests"] == before + 1  # only "fresh" reached the provider
+    (hit,) = _rows(lane, "request_id = ?", (out["seen"]["response"]["request_id"],))
+    assert hit[1] == "batch" and Decimal(hit[3]) == 0
+    # The batch line's answer is in the exact cache now: the same call interactively is a hit.
+    again = client.chat.completions.with_raw_response.create(**fresh)
+    assert again.headers["x-thrifty-cache"] == "exact"
+    assert again.parse().choices[0].message.content == \
+        out["fresh"]["response"]["body"]["choices"][0]["message"]["content"]
+
+
 def test_anthropic_message_batch_through_the_lane(lane):
     client = anthropic.Anthropic(base_url=lane.url, api_key=lane.key)
     batch = client.messages.batches.create(requests=[
@@ -226,7 +253,8 @@ def test_ledger_equals_the_emulators_invoice_at_batch_prices(lane):
     billing = lane.billing()["batch"]
     invoice = invoice_from_billing({"models": {}, "batch": billing}, PRICES)  # at batch prices
     expected = sum(invoice.values(), Decimal(0))
-    rows = _rows(lane, "lane IN ('batch', 'deferred') AND status = 200 AND cost_usd IS NOT NULL")
+    rows = _rows(lane, "lane IN ('batch', 'deferred') AND status = 200 AND cost_usd IS NOT NULL "
+                       "AND cache NOT IN ('exact', 'semantic')")  # cache hits never reached the provider
     ledger = sum((Decimal(r[3]) for r in rows), Decimal(0))
     assert billing["totals"]["requests"] == len(rows) > 0
     assert ledger == expected
