@@ -182,6 +182,15 @@ class KeyStoreUnavailable(GatewayError):
     status, kind = 503, "api_error"
 
 
+class BadRecord(ThriftyError, ValueError):
+    """Raised by an analysis source's record parser: the record at this line cannot be read
+    because of `field` (the loader counts and names it, and goes on)."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field, self.problem = field_name, problem
+
+
 class LineParked(BaseException):
     """Raised by the batch lane where the provider would be called: the prepared call goes to a
     provider batch instead (thrifty.batch.lane). A BaseException, so that no stage's error
