@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from thrifty.budgets.limits import BudgetsConfig
 from thrifty.errors import ConfigError
+from thrifty.observe.settings import ObserveConfig
 from thrifty.pricing.override import PriceOverride
 from thrifty.providers.reliability import ReliabilityConfig
 from thrifty.routing.rules import RoutingConfig
@@ -224,6 +225,15 @@ class AdminConfig(_Strict):
         return self
 
 
+class DashboardConfig(_Strict):
+    """`/dashboard` (thrifty.api.dashboard) and the success signals its cost per successful
+    output reads (thrifty.ledger.outcomes). The page is served when `key` or `admin.key` is set."""
+
+    key: str | None = None  # read-only: the page and its JSON, nothing of the admin API
+    # The same request from the same user again within this many seconds: the earlier answer failed.
+    regeneration_window_s: float = Field(default=300.0, gt=0)
+
+
 class LedgerConfig(_Strict):
     url: str = "sqlite:///thrifty-ledger.db"  # or postgresql://user@host:5432/dbname
     store_bodies: bool = False
@@ -388,6 +398,8 @@ class Config(_Strict):
     admin: AdminConfig = AdminConfig()  # the admin API: virtual keys and spend
     responses: ResponsesConfig = ResponsesConfig()  # stored Responses API answers (off by default)
     batch: BatchConfig = BatchConfig()  # the batch lane: provider batch jobs at half price
+    dashboard: DashboardConfig = DashboardConfig()  # /dashboard: its read-only key, the regeneration window
+    observe: ObserveConfig = ObserveConfig()  # /metrics, OpenTelemetry spans, cost alerts
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Config":

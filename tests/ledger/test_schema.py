@@ -64,6 +64,12 @@ CALL_LEVERS = [
     ("estimated", "INTEGER", 1, "0", 0),
     ("note", "TEXT", 0, None, 0),
 ]
+CALL_OUTCOMES = [
+    ("request_id", "TEXT", 1, None, 0),
+    ("outcome", "TEXT", 1, None, 0),
+    ("reason", "TEXT", 0, None, 0),
+    ("at", "DOUBLE PRECISION", 1, None, 0),
+]
 INDEXES = {
     "idx_calls_started_at": ["started_at"],
     "idx_calls_tenant": ["tenant", "started_at"],
@@ -78,6 +84,7 @@ PINNED = [
     ("0003_lever_savings", "f93419f5a24767409c96035ca3ad8700be77d4a33c4f466e00c44d832eb8973c"),
     ("0004_call_levers", "d5bd6b265d118f369b8d3a07c5734748f5fc1f3383ec09683858915e8b0de186"),
     ("0005_batch_lane", "de190358c7e6735d4627f96f8dfba778f32c9e690eae85d04079401763e357f7"),
+    ("0006_call_outcomes", "f51802d6125eeba7d9c24b05e0898366b52847a8f70c7136cfaa1f9e6d7412a7"),
 ]
 
 
@@ -120,6 +127,8 @@ def test_calls_table_is_exactly_the_pinned_schema(tmp_path):
     assert _table(c, "calls") == CALLS
     assert _table(c, "call_bodies") == CALL_BODIES
     assert _table(c, "call_levers") == CALL_LEVERS
+    assert _table(c, "call_outcomes") == CALL_OUTCOMES
+    assert _indexes(c, "call_outcomes") == {"idx_call_outcomes_request": ["request_id", "at"]}
     assert _indexes(c, "calls") == INDEXES
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert [r[0] for r in c.execute("SELECT name FROM _migrations ORDER BY name")] == [m.name for m in MIGRATIONS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from thrifty import jsonutil
@@ -9,6 +10,7 @@ from thrifty.api import openapi, small
 from thrifty.api.admin import AdminAPI
 from thrifty.api.asgi import Receive, Scope, Send, header_map, read_body, send_response
 from thrifty.api.batches import BatchSurfaces
+from thrifty.api.dashboard import Dashboard
 from thrifty.api.chat import handle_chat
 from thrifty.api.embeddings import handle_embeddings
 from thrifty.api.responses_store import PREFIX as RESPONSES_PREFIX, ResponsesSurface, open_responses_store
@@ -16,7 +18,9 @@ from thrifty.wire import ANTHROPIC_MESSAGES, OPENAI_CHAT, Wire
 from thrifty.batch import open_lane
 from thrifty.core.flow import build_flow
 from thrifty.core.gateway import Gateway
-from thrifty.errors import GatewayError, InvalidRequest, NotFound
+from thrifty.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
+from thrifty.ledger import RowFilter
+from thrifty.ledger.outcomes import OUTCOMES, record_outcome
 
 log = logging.getLogger("thrifty.api")
 
@@ -25,6 +29,7 @@ _OTHER_ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/thrifty/feedback": ("POST",), "/v1/models": ("GET",), "/models": ("GET",),
     "/openapi.json": ("GET",), "/v1/embeddings": ("POST",), "/embeddings": ("POST",),
     "/v1/messages/count_tokens": ("POST",), "/v1/responses": ("POST",),
+    "/metrics": ("GET",),
 }
 
 
@@ -36,6 +41,7 @@ class GatewayApp:
         self.lane = open_lane(gateway, self.flow, self.stages)
         self.batches = BatchSurfaces(gateway, self.lane)
         self.admin = AdminAPI(gateway, self.stages)
+        self.dashboard = Dashboard(gateway)
         self._chat: dict[tuple[str, str], Wire] = {
             ("POST", "/v1/chat/completions"): OPENAI_CHAT,
             ("POST", "/chat/completions"): OPENAI_CHAT,
@@ -65,6 +71,8 @@ class GatewayApp:
             await self.responses.stored(method, _stored_response_id(path), send, headers)
         elif method == "POST" and path == "/v1/thrifty/feedback":
             await self._feedback(receive, send, headers)
+        elif method == "GET" and path == "/metrics":
+            await self._metrics(scope, send, headers)
         elif path == "/health":
             await send_response(send, 200, b'{"status":"ok"}')
         elif method == "GET" and path in ("/v1/models", "/models"):
@@ -81,6 +89,8 @@ class GatewayApp:
             pass
         elif path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, receive, send, headers)
+        elif self.dashboard.handles(path):
+            await self.dashboard(scope, receive, send, headers)
         elif (allowed := self._allowed(path)):
             await small.method_not_allowed(send, method, path, allowed, self.gateway.new_request_id())
         else:
@@ -100,9 +110,12 @@ class GatewayApp:
         return tuple(allowed)
 
     async def _feedback(self, receive: Receive, send: Send, headers: dict[str, str]) -> None:
-        """`{"request_id": ..., "bad": true}`: a cached answer was wrong. The semantic cache evicts
-        it and tightens the namespace it came from. Only the tenant the answer was served to may
-        say so; for any other the id is unknown (404), exactly as an id never served."""
+        """`{"request_id": ..., "outcome": "ok" | "bad", "reason": ...}` (or the older
+        `{"bad": true|false}`; neither: bad): the client's verdict on an answer, appended to the
+        ledger's `call_outcomes`, which cost per successful output reads (ledger/outcomes.py). On
+        an answer served from the semantic cache, bad also evicts it and tightens its namespace.
+        Only the tenant the answer was served to may say so; for any other the id is unknown
+        (404), exactly as an id never served."""
         try:
             tenant = await self.gateway.tenant_for(OPENAI_CHAT.api_key(headers))
             try:
@@ -112,17 +125,50 @@ class GatewayApp:
             if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
                 raise InvalidRequest("'request_id' (the x-thrifty-request-id of the answer) is required",
                                      param="request_id")
+            rid, outcome, reason = body["request_id"], _outcome(body), body.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                raise InvalidRequest("'reason' must be a string", param="reason")
             stage = self.stages.get("semantic_cache")
-            if stage is None:
-                raise InvalidRequest("the semantic cache is not enabled on this gateway")
-            result = await stage.feedback(tenant, body["request_id"], bool(body.get("bad", True)))
-            if result is None:
-                raise NotFound("no answer with this request_id was served from the semantic cache "
-                               "to this key's tenant", param="request_id", code="unknown_request_id")
+            semantic = await stage.feedback(tenant, rid, outcome == "bad") if stage is not None else None
+            if semantic is None and not await self._served_to(tenant, rid):
+                raise NotFound("no answer with this request_id was served to this key's tenant",
+                               param="request_id", code="unknown_request_id")
+            try:
+                await asyncio.to_thread(record_outcome, self.gateway.ledger.driver, rid, outcome, reason)
+            except ConnectionError as exc:
+                raise GatewayError(f"the ledger cannot record feedback now: {exc}", status=503) from None
         except GatewayError as err:
             await send_response(send, err.status, OPENAI_CHAT.error_body(err, ""))
             return
-        await send_response(send, 200, jsonutil.dumps(result))
+        answer = semantic or {"request_id": rid, "known": True, "evicted": False}
+        await send_response(send, 200, jsonutil.dumps({**answer, "outcome": outcome, "recorded": True}))
+
+    async def _served_to(self, tenant: str, request_id: str) -> bool:
+        """Whether the ledger holds `request_id` as a call of `tenant` (a row just answered may
+        still be queued: flushed once before saying no)."""
+        ledger, where = self.gateway.ledger, RowFilter(request_id=request_id, tenant=tenant)
+        if await asyncio.to_thread(ledger.count, where):
+            return True
+        await asyncio.to_thread(ledger.flush, 2.0)
+        return bool(await asyncio.to_thread(ledger.count, where))
+
+    async def _metrics(self, scope: Scope, send: Send, headers: dict[str, str]) -> None:
+        """Prometheus text format (thrifty.observe.metrics); who may scrape: MetricsConfig."""
+        metrics = self.gateway.observe.metrics
+        if metrics is None:
+            err = NotFound("metrics are disabled: set observe.metrics.enabled in the gateway config")
+            await send_response(send, 404, OPENAI_CHAT.error_body(err, ""))
+            return
+        from thrifty.observe.metrics import CONTENT_TYPE, may_scrape
+
+        client = scope.get("client")
+        if not may_scrape(metrics.config, self.gateway.config.admin.key, OPENAI_CHAT.api_key(headers),
+                          client[0] if client else None):
+            err = AuthenticationFailed("send the metrics key (observe.metrics.key) or the admin key as a "
+                                       "Bearer token", code="invalid_metrics_key")
+            await send_response(send, 401, OPENAI_CHAT.error_body(err, ""))
+            return
+        await send_response(send, 200, await metrics.render(), content_type=CONTENT_TYPE.encode())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -144,6 +190,16 @@ class GatewayApp:
                 await self.gateway.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _outcome(body: dict) -> str:
+    """The verdict of a feedback body: `outcome`, else the older boolean `bad` (default true)."""
+    outcome = body.get("outcome")
+    if outcome is None:
+        return "bad" if body.get("bad", True) else "ok"
+    if outcome not in OUTCOMES:
+        raise InvalidRequest(f"'outcome' must be one of {', '.join(OUTCOMES)}", param="outcome")
+    return outcome
 
 
 def _stored_response_id(path: str) -> str:

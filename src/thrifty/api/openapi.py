@@ -269,11 +269,12 @@ def build() -> dict[str, Any]:
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": _answers(any_object)}},
         "/v1/thrifty/feedback": {"post": {
-            "summary": "report a cached answer as bad (semantic cache)", "operationId": "feedback",
-            "security": [{"bearer": []}],
+            "summary": "the client's verdict on an answer (success signal; evicts a bad semantic-cache hit)",
+            "operationId": "feedback", "security": [{"bearer": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["request_id"],
-                "properties": {"request_id": {"type": "string"}, "bad": {"type": "boolean"}}}}}},
+                "properties": {"request_id": {"type": "string"}, "outcome": {"enum": ["ok", "bad"]},
+                               "bad": {"type": "boolean"}, "reason": {"type": "string"}}}}}},
             "responses": _answers(any_object)}},
         **_batch_paths(chat_params, any_object),
         "/health": {"get": {"summary": "liveness", "operationId": "health", "security": [],

@@ -9,6 +9,15 @@ correct answer to `b`, so `a` plays the cached text and `b` the query. The decis
 gateway's own (`DecisionPolicy.accept`: calibrated threshold + verifier). Without `--calibrate`,
 the operating point is fitted on all pairs and the reported precision / recall / false-hit rate
 are out-of-fold (each pair decided by a threshold fitted on the other folds), never in-sample.
+`--policy FILE` (a policy `--save` wrote) and `--default` (the shipped one) score a fixed policy
+on the pairs without fitting anything: is it still within its target on this data?
+
+Every report also gives the best a plain static cosine threshold of the same embedder can do on
+the same pairs within the target (chosen in-sample, so it flatters the baseline): the recall the
+policy must beat to be worth its machinery.
+
+Embedding the texts is most of the run: it uses every core (`--threads`), embeds each distinct
+text once, and shows a progress bar on stderr when that is a terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,8 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "negatives, AUC, the operating point and lookup latency.")
     p.add_argument("--pairs", required=True, metavar="FILE",
                    help='JSON Lines of {"a": str, "b": str, "label": 0|1} (1: a\'s answer serves b)')
-    p.add_argument("--calibrate", metavar="FILE",
-                   help="fit the operating point on these pairs instead (then --pairs is a pure test set)")
+    fixed = p.add_mutually_exclusive_group()
+    fixed.add_argument("--calibrate", metavar="FILE",
+                       help="fit the operating point on these pairs instead (then --pairs is a pure test set)")
+    fixed.add_argument("--policy", metavar="FILE",
+                       help="score this saved policy (from --save) as it is, without fitting")
+    fixed.add_argument("--default", action="store_true",
+                       help="score the shipped default policy as it is, without fitting")
     p.add_argument("--target-false-hit", type=float, default=0.01, metavar="RATE",
                    help="false-hit rate on negatives to stay within (default 0.01)")
     p.add_argument("--confidence", type=float, default=0.9,
@@ -54,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="folds for the out-of-fold report (default 5)")
     p.add_argument("--latency-samples", type=int, default=200, metavar="N",
                    help="lookups timed for latency (default 200; 0 skips)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="CPU threads for embedding the pairs (default: all cores; lookups stay on one)")
     p.add_argument("--save", metavar="FILE", help="write the calibrated decision policy as JSON")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
@@ -92,12 +109,24 @@ def run(args: argparse.Namespace) -> int:
         raise ThriftyError(f"--confidence must be in [0, 1), got {args.confidence}")
     if args.folds < 2:
         raise ThriftyError(f"--folds must be at least 2, got {args.folds}")
+    if args.threads < 1:
+        raise ThriftyError(f"--threads must be at least 1, got {args.threads}")
+    if args.save and (args.policy or args.default):
+        raise ThriftyError("--save writes a fitted policy; --policy and --default fit nothing")
     test = read_pairs(args.pairs)
     train = read_pairs(args.calibrate) if args.calibrate else None
+    fixed = None
+    if args.policy:
+        fixed = (load_policy(args.policy, verifier=not args.no_verifier), f"saved policy {args.policy}")
+    elif args.default:
+        from thrifty.cache.semantic import default_policy
+
+        fixed = (default_policy(verifier=not args.no_verifier), "shipped default policy")
     try:
         report = evaluate(test, train, target=args.target_false_hit, confidence=args.confidence or None,
                           verifier=not args.no_verifier, folds=args.folds, latency_samples=args.latency_samples,
-                          save=args.save)
+                          save=args.save, fixed=fixed, threads=args.threads,
+                          progress=_Progress() if sys.stderr.isatty() else None)
     except CalibrationError as exc:
         raise ThriftyError(f"cannot calibrate: {exc}") from exc
     except EmbedderUnavailable as exc:
@@ -107,6 +136,47 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def load_policy(path: str, *, verifier: bool):
+    """A policy `--save` wrote. It records whether the guard verifier was part of its calibration;
+    a file without that note gets the guard unless --no-verifier."""
+    from thrifty.cache.semantic import DecisionPolicy, GuardVerifier
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ThriftyError(f"cannot read policy file {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ThriftyError(f"{path}: not JSON: {exc.msg}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("default"), dict) \
+            or not isinstance(data["default"].get("threshold"), (int, float)):
+        raise ThriftyError(f'{path}: not a saved policy (expected {{"default": {{"threshold": ...}}, ...}})')
+    guarded = data.get("verifier", "guard" if verifier else None) is not None
+    try:
+        return DecisionPolicy.from_dict(data, verifier=GuardVerifier() if guarded else None)
+    except (TypeError, ValueError) as exc:
+        raise ThriftyError(f"{path}: not a saved policy: {exc}") from exc
+
+
+class _Progress:
+    """`embedding [####....] 41% 1,234/3,000 (210/s)` on stderr, redrawn at most ~10 times a second."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        filled = int(30 * done / total)
+        rate = done / max(now - self._start, 1e-9)
+        sys.stderr.write(f"\rembedding [{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% "
+                         f"{done:,}/{total:,} ({rate:,.0f}/s)")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def _without_nan(value):
@@ -123,15 +193,20 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 
 def evaluate(test, train, *, target: float, confidence: float | None, verifier: bool, folds: int,
-             latency_samples: int, save: str | None) -> dict:
+             latency_samples: int, save: str | None, fixed=None, threads: int = 1, progress=None) -> dict:
+    """The report; `fixed` is (policy, description) to score as it is instead of fitting one."""
     import numpy as np
 
     from thrifty.cache.semantic import DecisionPolicy, GuardVerifier, OnnxEmbedder, calibrate, metrics, roc_auc
 
-    embedder = OnnxEmbedder()
+    embedder = OnnxEmbedder(threads=threads)
     guard = GuardVerifier() if verifier else None
+    if fixed is not None:
+        guard = fixed[0].verifier
     texts = list(dict.fromkeys(t for pairs in (test, train or []) for a, b, _ in pairs for t in (a, b)))
-    vectors = dict(zip(texts, embedder.embed_batch(texts)))
+    started = time.perf_counter()
+    vectors = dict(zip(texts, embedder.embed_batch(texts, progress=progress)))
+    embed_s = time.perf_counter() - started
 
     def scored(pairs):
         sims = np.array([float(vectors[a] @ vectors[b]) for a, b, _ in pairs])
@@ -144,7 +219,12 @@ def evaluate(test, train, *, target: float, confidence: float | None, verifier: 
         return [policy.accept("eval", float(s), b, a) for (a, b, _), s in zip(pairs, sims)]
 
     sims, dscores, labels = scored(test)
-    if train is not None:
+    if fixed is not None:
+        policy, method = fixed
+        op = policy.default
+        accepted = [policy.accept("eval", float(s), b, a) for (a, b, _), s in zip(test, sims)]
+        method += " as it is (nothing fitted)"
+    elif train is not None:
         tr_sims, tr_scores, tr_labels = scored(train)
         op = calibrate(tr_scores, tr_labels, target_false_hit=target, confidence=confidence)
         accepted = decide(op, test, sims)
@@ -168,13 +248,38 @@ def evaluate(test, train, *, target: float, confidence: float | None, verifier: 
         "hits": m.hits, "false_hits": m.false_hits,
         "auc": roc_auc(sims, labels), "auc_with_verifier": roc_auc(dscores, labels) if guard else None,
         "operating_point": op.to_dict(),
+        "static_cosine": static_cosine(sims, labels, target),
+        "embedding": {"texts": len(texts), "seconds": embed_s, "per_second": len(texts) / max(embed_s, 1e-9),
+                      "threads": threads},
     }
     if latency_samples > 0:
-        report["lookup_latency_ms"] = _latency(test, vectors, op, guard, embedder, latency_samples)
+        # The gateway's embedder: one thread per lookup.
+        lookup_embedder = embedder if threads == 1 else OnnxEmbedder(threads=1)
+        report["lookup_latency_ms"] = _latency(test, vectors, op, guard, lookup_embedder, latency_samples)
     if save:
-        Path(save).write_text(json.dumps(DecisionPolicy(op, verifier=guard).to_dict(), indent=2) + "\n")
+        saved = {**DecisionPolicy(op, verifier=guard).to_dict(), "verifier": repr(guard) if guard else None}
+        Path(save).write_text(json.dumps(saved, indent=2) + "\n")
         report["saved"] = save
     return report
+
+
+def static_cosine(sims, labels, target: float) -> dict:
+    """The most recall any single cosine threshold gets on these pairs with false hits <= target.
+
+    Chosen on the very pairs it is scored on (in-sample), so it is an upper bound for a static
+    threshold: a calibrated policy that does not beat it adds nothing over a plain cosine cut.
+    """
+    import numpy as np
+
+    sims, labels = np.asarray(sims, dtype=np.float64), np.asarray(labels, dtype=bool)
+    negatives = np.sort(sims[~labels])[::-1]
+    if not len(negatives) or not labels.any():
+        return {"threshold": None, "recall": math.nan, "false_hit_rate": math.nan}
+    allowed = int(math.floor(target * len(negatives)))  # negatives that may score above the cut
+    threshold = float(negatives[allowed]) if allowed < len(negatives) else -1.0
+    served = sims > threshold
+    return {"threshold": threshold, "recall": float(served[labels].mean()),
+            "false_hit_rate": float(served[~labels].mean())}
 
 
 def _latency(pairs, vectors, op, guard, embedder, samples: int) -> dict:
@@ -213,6 +318,14 @@ def format_report(r: dict) -> str:
         f"{op['target_false_hit']:g}, {'confidence ' + format(conf, 'g') if conf else 'in expectation'}, "
         f"fitted on {op['negatives']} negatives)",
     ]
+    static = r.get("static_cosine")
+    if static and static["threshold"] is not None:
+        lines.append(f"static cosine  recall {_num(static['recall'])} at false-hit {_num(static['false_hit_rate'])}  "
+                     f"(best single cosine cut, cosine > {static['threshold']:.4f}, chosen in-sample)")
+    if "embedding" in r:
+        emb = r["embedding"]
+        lines.append(f"embedding      {emb['texts']} distinct texts in {emb['seconds']:.1f} s "
+                     f"({emb['per_second']:.0f}/s, {emb['threads']} threads)")
     if "lookup_latency_ms" in r:
         lat = r["lookup_latency_ms"]
         lines.append(f"lookup         p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms "

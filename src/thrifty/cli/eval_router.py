@@ -9,6 +9,8 @@ float|null}}, "cohort": str|null}; an outcome may add the recorded "answer" (and
 so the escalation checks can run (the cascade). The config is a gateway config with a `routing:`
 section (its `deployments` map deployment names to the outcomes' model names) or a routing
 section alone. `--calibrate TRAIN` fits rules on TRAIN and reports them on --data (the test set).
+`--policy POLICY` (from `thrifty train router`) adds the learned policy's curve, scored only on the
+rows of --data it was not trained on, with APGR and CPT both by cost and by share of calls.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def add_eval_router(eval_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-support", type=int, default=20,
                    help="calibration: fewest training rows behind a fitted rule (default 20)")
     p.add_argument("--save", metavar="FILE", help="write the calibrated routing section as YAML")
+    p.add_argument("--policy", metavar="POLICY",
+                   help="a learned policy (thrifty train router): its curve on the rows of --data it was not "
+                        "trained on (those are left out of the whole report), APGR/CPT by cost and by share of calls")
+    p.add_argument("--embed", action="store_true",
+                   help="with --policy: also score its embedding model (embeds every row; slow on a small CPU)")
     p.add_argument("--strong", metavar="MODEL", help="the strong model (default: the best-scoring routed model)")
     p.add_argument("--weak", metavar="MODEL", help="the weak model (default: the cheapest of the weakest tier)")
     p.add_argument("--no-cascade", action="store_true", help="routing decisions only, no escalation checks")
@@ -63,12 +70,29 @@ def run(args: argparse.Namespace) -> int:
         raise ThriftyError(f"--min-support must be at least 1, got {args.min_support}")
     if args.save and not args.calibrate:
         raise ThriftyError("--save needs --calibrate")
+    if args.embed and not args.policy:
+        raise ThriftyError("--embed needs --policy")
     setup = load_setup(args.config)
     test = read_rows(args.data)
+    policy, excluded = None, 0
+    strong, weak = args.strong, args.weak
+    if args.policy:
+        from thrifty.routing.learned import digest, load_policy
+
+        policy = load_policy(args.policy)
+        trained = policy.trained_digests()
+        kept = [r for r in test if digest(r.prompt) not in trained]
+        excluded, test = len(test) - len(kept), kept
+        if not test:
+            raise ThriftyError(f"every row of {args.data} was trained on by {args.policy}: nothing held out to score")
+        strong, weak = strong or policy.strong_model, weak or policy.cheap_model
     train = read_rows(args.calibrate) if args.calibrate else None
-    report = evaluate(test, setup, train_rows=train, strong=args.strong, weak=args.weak,
+    report = evaluate(test, setup, train_rows=train, strong=strong, weak=weak,
                       cascade=not args.no_cascade, target=args.target, output_tokens=args.output_tokens,
                       calibrate_options={"min_support": args.min_support})
+    report["conventions"] = CONVENTIONS
+    if policy is not None:
+        report["methods"].update(_learned(policy, args.policy, test, setup, args, excluded))
     if args.save:
         save_config(args.config, report["calibrated_routing"], args.save)
         report["saved"] = args.save
@@ -77,6 +101,40 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+CONVENTIONS = {
+    "by_cost": "the x axis is cost: APGR over normalised cost u = (cost - weak) / (strong - weak); "
+               "CPT(x%) as u and as % of the strong model's cost (methods' top-level apgr/cpt50/cpt80 are this)",
+    "by_calls": "the x axis is the share of calls sent to the strong model (RouteLLM and the published "
+                "routers): APGR over that share; CPT(x%) as the share of calls",
+}
+
+
+def _learned(policy: Any, path: str, rows: list[Any], setup: Any, args: argparse.Namespace,
+             excluded: int) -> dict[str, Any]:
+    """The policy's summaries (the served cheap-features model, and the embedding model with --embed)."""
+    from thrifty.routing.eval import prepare
+    from thrifty.routing.learned_train import evaluate_policy
+
+    data = prepare(rows, setup, output_tokens=args.output_tokens)
+    trained_on = {k: v for k, v in policy.trained_on.items() if k != "digests"}
+    scored_on = {"rows": len(data.rows), "excluded_trained_rows": excluded, "data": args.data}
+
+    def summary(embeddings: Any = None) -> dict[str, Any]:
+        m = evaluate_policy(policy, data.rows, data.features, data.costs, embeddings=embeddings)
+        at = m["at_threshold"]
+        # The main table's columns: the operating point at the policy's threshold, APGR/CPT by cost.
+        top = {k: at[k] for k in ("quality", "cost_usd", "quality_vs_strong", "cost_vs_strong")}
+        top.update({k: m["by_cost"][k] for k in ("apgr", "cpt50", "cpt80")})
+        return {**top, "policy": path, "trained_on": trained_on, "scored_on": scored_on, **m}
+
+    out = {"learned": summary()}
+    if args.embed and policy.embedding is not None:
+        from thrifty.cli.train_router import _embedder
+
+        out["learned+embedding"] = summary(_embedder()([r.prompt for r in data.rows]))
+    return out
 
 
 def save_config(original: str, routing: dict[str, Any], path: str) -> None:
@@ -110,6 +168,35 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
+def _metric_cells(m: dict[str, Any], share: bool = False) -> str:
+    def c(x: dict[str, float] | None) -> str:
+        if x is None:
+            return "   n/a"
+        return f"{100 * x['share_of_calls']:5.1f}%" if share else f"{100 * x['u']:5.1f}%"
+
+    return f"APGR {_num(m['apgr'])}  CPT50 {c(m['cpt50'])}  CPT80 {c(m['cpt80'])}"
+
+
+def format_learned(name: str, m: dict[str, Any]) -> list[str]:
+    t, s, at = m["trained_on"], m["scored_on"], m["at_threshold"]
+    lines = ["", f"{name}: policy {m['policy']} ({m['model']} model), {m['tiers']['cheap']} "
+                 f"({m['cheap_model']}) or {m['tiers']['strong']} ({m['strong_model']})",
+             f"  trained on {t.get('rows')} rows of {t.get('data')} (holdout {t.get('holdout')}, seed {t.get('seed')}); "
+             f"scored on {s['rows']} other rows of {s['data']} ({s['excluded_trained_rows']} trained-on rows left out)",
+             f"  at its threshold {m['threshold']:.4f}: {_pct(at['strong_share']).strip()} of calls to strong, "
+             f"quality {_pct(at['quality_vs_strong']).strip()} of strong at {_pct(at['cost_vs_strong']).strip()} "
+             "of its cost",
+             f"  by cost  (x = normalised cost u):          {_metric_cells(m['by_cost'])}",
+             f"  by calls (x = share of calls to strong):   {_metric_cells(m['by_calls'], share=True)}",
+             f"  by cohort:  {'n':>5s}  by cost: APGR CPT50 CPT80     by calls: APGR CPT50 CPT80"]
+    for c, v in m["cohorts"].items():
+        lines.append(f"    {c:22s} {v['n']:5d}  {_metric_cells(v['by_cost'])}   "
+                     f"{_metric_cells(v['by_calls'], share=True)}")
+    if not m["by_cost"]["tradeoff"]:
+        lines.append("  the strong model is not both better and dearer here: APGR and CPT are undefined")
+    return lines
+
+
 def format_report(r: dict[str, Any]) -> str:
     d, a = r["data"], r["anchors"]
     lines = [
@@ -122,7 +209,7 @@ def format_report(r: dict[str, Any]) -> str:
     if not a["tradeoff"]:
         lines.append("               the strongest model is not dearer than the weak one: APGR and CPT are undefined")
     lines += ["", f"{'method':16s} {'quality':>8s} {'vs strong':>9s} {'cost vs strong':>14s} {'APGR':>6s} "
-                  f"{'CPT50':>6s} {'CPT80':>6s}  beats random / longer-prompt"]
+                  f"{'CPT50':>6s} {'CPT80':>6s}  beats random / longer-prompt   (APGR, CPT: by cost)"]
     for name, m in r["methods"].items():
         if "quality" in m:
             beats = m.get("beats")
@@ -134,7 +221,7 @@ def format_report(r: dict[str, Any]) -> str:
             lines.append(f"{name:16s} {'curve':>8s} {'':9s} {'':14s} {_num(m.get('apgr')):>6s} "
                          f"{_cpt(m.get('cpt50')):>6s} {_cpt(m.get('cpt80')):>6s}")
     for name, m in r["methods"].items():
-        if "cohorts" not in m:
+        if "cohorts" not in m or name.startswith("learned"):
             continue
         lines += ["", f"{name} by cohort:  n  quality (strong)  vs strong  cost vs strong  "
                       "beats random / longer-prompt"]
@@ -151,6 +238,12 @@ def format_report(r: dict[str, Any]) -> str:
                       f"of the strong model's quality: chosen quality {_pct(t['chosen']['quality_vs_strong']).strip()} "
                       f"at {_pct(t['chosen']['cost_vs_strong']).strip()} of its cost on train "
                       f"({t['members']} rule sets on the curve, {r['methods']['calibrated']['rules_fitted']} rules)"]
+    for name in ("learned", "learned+embedding"):
+        if name in r["methods"]:
+            lines += format_learned(name, r["methods"][name])
+    if any(name in r["methods"] for name in ("learned", "learned+embedding")):
+        lines += ["", "by cost: APGR over normalised cost, CPT as u (% of the cost gap); by calls: over the share "
+                      "of calls sent to the strong model, CPT as that share"]
     lines += ["", "models (always one):"]
     for m, p in r["models"].items():
         lines.append(f"  {m:40s} quality {p['quality']:.3f}  cost vs strong {_pct(p['cost_vs_strong'])}")

@@ -11,7 +11,10 @@ from thrifty.errors import ConfigError, ThriftyError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from thrifty.cli import demo, emulate, eval_cache, eval_router, import_litellm, prices, serve
+    from thrifty.cli import (
+        advise, analyze, demo, emulate, eval_cache, eval_router, eval_typing, export, import_litellm, prices, serve,
+        simulate, train_router,
+    )
 
     parser = argparse.ArgumentParser(
         prog="thrifty",
@@ -21,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="logging level (default: warning)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (serve, emulate, demo, prices, eval_cache, eval_router, import_litellm):
+    for module in (serve, emulate, demo, prices, eval_cache, eval_router, eval_typing, import_litellm, export, analyze,
+                   simulate, advise, train_router):
         module.add_parser(sub)
     return parser
 

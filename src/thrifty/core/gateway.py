@@ -16,6 +16,7 @@ from thrifty.core.recorder import Recorder, settle_interrupted
 from thrifty.errors import AuthenticationFailed, ConfigError
 from thrifty.ids import RandomIds
 from thrifty.ledger import Ledger, open_ledger
+from thrifty.observe.build import Observability
 from thrifty.pricing import Accountant, PriceBook
 from thrifty.providers.base import Provider
 from thrifty.providers.registry import provider_class
@@ -72,6 +73,10 @@ class Gateway:
         # without persistence) are rebuilt from the spend it recorded before calls go through.
         self.budgets = Enforcer(config.budgets, ledger=self.ledger)
         self.budgets.journal = self.ledger  # holds on disk until settled (settle_interrupted at start)
+        # Metrics, spans and alerts (config `observe:`), fed each ledger row by the recorder.
+        self.observe = Observability(config.observe, enforcer=self.budgets,
+                                     provider_kinds={n: pc.kind for n, pc in config.providers.items()})
+        self.recorder.observers = self.observe.observers
         self.reliability = Reliability(config.reliability)
         self.router = (Router(config.routing, deployments=config.deployments, aliases=config.aliases,
                               prices=self.prices, health=self.reliability.breakers.is_healthy,
@@ -112,10 +117,12 @@ class Gateway:
             await self.budgets.reseed()  # now, rather than on the first call that finds it empty
         except Exception as exc:  # the store is down: calls fail closed until it is back and seeded
             log.warning("budgets: counters not re-seeded at start (retried on the next call): %s", exc)
+        self.observe.start()
 
     async def close(self) -> None:
         for p in self.providers.values():
             await p.close()
+        await self.observe.close()
         await self.exact_cache.close()
         if self.budget_sync is not None:
             await self.budget_sync.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from thrifty.contract import Answer, Attempt, Call
 from thrifty.contract.exchange import Exchange
@@ -31,9 +31,13 @@ log = logging.getLogger("thrifty.ledger")
 
 
 class Recorder:
-    def __init__(self, ledger: Ledger, accountant: Accountant) -> None:
+    def __init__(self, ledger: Ledger, accountant: Accountant,
+                 observers: Sequence[Callable[[LedgerRow], None]] = ()) -> None:
         self.ledger = ledger
         self.accountant = accountant
+        # Called with each row once it is queued for the ledger (thrifty.observe: metrics,
+        # spans, alerts). On the request path: each must be quick, and never raise.
+        self.observers = tuple(observers)
 
     def begin(self, ex: Exchange) -> None:
         """Journal that the call started: a crash before its row leaves it recorded as interrupted."""
@@ -69,6 +73,12 @@ class Recorder:
         rows.append(row)
         for r in rows:  # nearly always one row: one journal write per call
             self.ledger.record(r)
+        for observe in self.observers:
+            for r in rows:
+                try:
+                    observe(r)
+                except Exception:  # a bug in an observer must not cost the call its answer
+                    log.exception("observer %r failed on row %s", observe, r.request_id)
 
     @staticmethod
     def _row(ex: Exchange) -> LedgerRow:

@@ -237,6 +237,18 @@ MIGRATIONS: tuple[Migration, ...] = (
 )""",
         "CREATE INDEX idx_batch_submissions_state ON batch_submissions (state, next_poll_at)",
     )),
+    # Success signals that arrive after a call's row (thrifty.ledger.outcomes): the client's
+    # verdict on an answer. Append-only, like `calls`: a later verdict on the same call supersedes
+    # an earlier one at query time, and none is ever updated in place.
+    Migration("0006_call_outcomes", (
+        """CREATE TABLE call_outcomes (
+    request_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    at DOUBLE PRECISION NOT NULL
+)""",
+        "CREATE INDEX idx_call_outcomes_request ON call_outcomes (request_id, at)",
+    )),
 )
 
 # LedgerRow fields that hold money (Decimal in Python, exact text in the database).

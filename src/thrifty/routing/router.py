@@ -23,7 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Protocol
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from thrifty.errors import ConfigError, NotFound, UpstreamError
 from thrifty.providers.reliability import affordable
@@ -96,6 +97,11 @@ class Router:
         self.order = config.order()
         self._rank = {t: i for i, t in enumerate(self.order)}
         self._rules, self._matcher = compile_rules(config.rules)
+        # Learned policies (routing/learned.py) of the rules that name one, loaded once here.
+        self._learned: dict[CompiledRule, Any] = {}
+        for index, rule in enumerate(self._rules):
+            if rule.policy is not None:
+                self._learned[rule] = _load_learned(rule, index, config, config_path)
         self._default_checks = tuple(config.escalation.checks) if config.escalation.enabled else ()
         self._health = health
         self._counter = counter if counter is not None else MemoryHeavyCounter()
@@ -123,15 +129,15 @@ class Router:
         return model.startswith(self.config.model_prefix)
 
     def decide(self, features: RequestFeatures, requested_model: str, *,
-               allow_downgrade: bool | None = None) -> Decision:
-        """Where this request goes. `allow_downgrade` (from the matching route) overrides the config."""
+               allow_downgrade: bool | None = None, embedding: Sequence[float] | None = None) -> Decision:
+        """Where this request goes. `allow_downgrade` (from the matching route) overrides the config;
+        `embedding` (the prompt's, when a caller already has it) feeds a learned policy's embedding model."""
         cfg = self.config
         if requested_model.startswith(cfg.model_prefix):
             name = requested_model[len(cfg.model_prefix):]
             if name == cfg.auto_name:
                 rule = self._match(features, requested_model)
-                tier = rule.tier if rule else cfg.default_tier
-                reason = f"rule {rule.name}" if rule else "default tier"
+                tier, reason = self._rule_tier(rule, features, embedding)
                 return self._serve(tier, features, reason, rule, requested_model)
             if name in cfg.tiers:
                 return self._serve(name, features, "client asked for the tier", None, requested_model)
@@ -142,9 +148,9 @@ class Router:
         own = self.tier_of.get(deployment)
         if self._may_downgrade(requested_model, deployment, allow_downgrade) and own is not None:
             rule = self._match(features, requested_model)
-            tier = rule.tier if rule else cfg.default_tier
+            tier, by = self._rule_tier(rule, features, embedding)
             if self._rank[tier] < self._rank[own]:
-                why = f"downgraded from {requested_model} by " + (f"rule {rule.name}" if rule else "default tier")
+                why = f"downgraded from {requested_model} by {by}"
                 return self._serve(tier, features, why, rule, requested_model, ceiling=own)
         return Decision(tier=own, deployment=deployment, reason="client asked for the model",
                         requested=requested_model)
@@ -194,6 +200,18 @@ class Router:
     def _match(self, features: RequestFeatures, model: str) -> CompiledRule | None:
         index = self._matcher(features, model)
         return None if index < 0 else self._rules[index]
+
+    def _rule_tier(self, rule: CompiledRule | None, features: RequestFeatures,
+                   embedding: Sequence[float] | None) -> tuple[str, str]:
+        """The tier the matching rule picks (its learned policy's choice, when it has one), and why."""
+        if rule is None:
+            return self.config.default_tier, "default tier"
+        policy = self._learned.get(rule) if self._learned else None
+        if policy is None:
+            return rule.tier, f"rule {rule.name}"
+        cheap, p = policy.use_cheap(features, rule.policy_threshold, embedding)
+        tier = policy.cheap_tier if cheap else rule.tier
+        return tier, f"rule {rule.name}: learned P(cheap as good) {p:.2f} -> {tier}"
 
     def _may_downgrade(self, requested: str, deployment: str, override: bool | None) -> bool:
         if override is not None:
@@ -280,6 +298,29 @@ class Router:
 
     def _healthy(self, name: str) -> bool:
         return self._health is None or bool(self._health(name))
+
+
+def _load_learned(rule: CompiledRule, index: int, config: RoutingConfig, config_path: str) -> Any:
+    """A rule's learned policy, its path taken as given, else beside the config file."""
+    from thrifty.errors import ThriftyError
+    from thrifty.routing.learned import load_policy
+
+    key = f"routing.rules[{index}].policy"
+    path = Path(rule.policy or "")
+    if not path.is_absolute() and not path.exists() and Path(config_path).is_file():
+        path = Path(config_path).parent / path
+    try:
+        policy = load_policy(path)
+    except ThriftyError as exc:
+        raise ConfigError(config_path, key, str(exc)) from None
+    order = config.order()
+    if policy.cheap_tier not in config.tiers:
+        raise ConfigError(config_path, key, f"the policy's cheap tier {policy.cheap_tier!r} is not a routing tier "
+                                            f"(known: {', '.join(order)})")
+    if order.index(policy.cheap_tier) >= order.index(rule.tier):
+        raise ConfigError(config_path, key, f"the policy's cheap tier {policy.cheap_tier!r} is not below the "
+                                            f"rule's tier {rule.tier!r}")
+    return policy
 
 
 def _price(name: str, deployments: Mapping[str, Any] | None, prices: Any, input_weight: float) -> Decimal | None:

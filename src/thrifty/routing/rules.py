@@ -100,6 +100,11 @@ class Rule(_Strict):
     # Escalation checks for answers to requests this rule routes; None: `escalation.checks`.
     checks: list[str] | None = None
     escalate_to: str | None = None  # None: the next tier up
+    # A learned policy (`thrifty train router --out FILE`) may send this rule's requests to its
+    # cheap tier instead of `tier`: when P(the cheap tier is as good) >= the threshold
+    # (`policy_threshold`, else the one saved in the file). See routing/learned.py.
+    policy: str | None = None
+    policy_threshold: float | None = Field(default=None, ge=0, le=1.01)
 
 
 class UserTierPolicy(_Strict):
@@ -205,6 +210,8 @@ class CompiledRule:
     tier: str
     checks: tuple[str, ...] | None
     escalate_to: str | None
+    policy: str | None = None  # the learned policy's file (the Router loads it)
+    policy_threshold: float | None = None
 
 
 Matcher = Callable[[RequestFeatures, str], int]
@@ -218,7 +225,7 @@ def compile_rules(rules: list[Rule]) -> tuple[tuple[CompiledRule, ...], Matcher]
     `When` model validates, reach the source; every configured value is passed in as a constant.
     """
     compiled = tuple(CompiledRule(r.name or f"rules[{i}]", r.tier, None if r.checks is None else tuple(r.checks),
-                                  r.escalate_to) for i, r in enumerate(rules))
+                                  r.escalate_to, r.policy, r.policy_threshold) for i, r in enumerate(rules))
     consts: dict[str, Any] = {}
     lines = ["def match(f, model):"]
     for i, rule in enumerate(rules):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from thrifty.errors import EmbedderUnavailable
 
 DIMENSION = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
+# Tokens (texts x padded length) per inference batch in `embed_batch`: large enough to amortise a
+# run's fixed cost, small enough that the activations stay in cache.
+_BATCH_TOKENS = 4096
 
 
 def _package_dir(name: str) -> Path | None:
@@ -107,11 +110,15 @@ class OnnxEmbedder:
         try:
             tokenizer = Tokenizer.from_file(str(tok))
             tokenizer.enable_truncation(max_length=self._max_tokens)
-            # Pad to the longest text of a batch (the file pads every text to 128 tokens).
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            # No padding here (the file pads every text to 128 tokens): `_infer` pads each batch to
+            # its own longest text, so texts can be tokenized once and batched by token count.
+            tokenizer.no_padding()
             options = ort.SessionOptions()
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
+            # Worker threads that spin between batches burn the CPU the other workers need on a
+            # busy machine: measured 10-40% fewer sentences per CPU-second with spinning on.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             session = ort.InferenceSession(str(model), sess_options=options,
                                            providers=["CPUExecutionProvider"])
@@ -125,27 +132,54 @@ class OnnxEmbedder:
 
     def embed(self, text: str) -> np.ndarray:
         """One text -> vector of shape (DIMENSION,)."""
-        return self._run([text])[0]
+        self.load()
+        return self._infer([self._tokenizer.encode(text).ids])[0]  # type: ignore[union-attr]
 
-    def embed_batch(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def embed_batch(self, texts: Sequence[str], batch_size: int = 64, *,
+                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Many texts -> array of shape (len(texts), DIMENSION), in the input order.
 
-        Texts are grouped by length so that a batch carries little padding.
+        Throughput is what this is for (evaluations, imports, warm-ups): each distinct text is
+        embedded once; all are tokenized in one call (the tokenizer parallelises it); batches are
+        formed by token count, so a batch carries almost no padding and short texts go in large
+        batches (at most `batch_size` texts or `_BATCH_TOKENS` tokens). `progress(done, total)` is
+        called after each batch, counting distinct texts.
         """
         out = np.empty((len(texts), DIMENSION), dtype=np.float32)
-        if not texts:
+        if not len(texts):
             return out
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            out[chunk] = self._run([texts[i] for i in chunk])
+        self.load()
+        slot: dict[str, int] = {}
+        where = [slot.setdefault(t, len(slot)) for t in texts]
+        unique = list(slot)
+        ids = [e.ids for e in self._tokenizer.encode_batch(unique)]  # type: ignore[union-attr]
+        order = sorted(range(len(unique)), key=lambda i: len(ids[i]))
+        vectors = np.empty((len(unique), DIMENSION), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            longest = len(ids[order[start]])
+            end = start + 1
+            while end < len(order) and end - start < batch_size:
+                longest = len(ids[order[end]])  # sorted: the last one is the longest
+                if longest * (end + 1 - start) > _BATCH_TOKENS:
+                    break
+                end += 1
+            chunk = order[start:end]
+            vectors[chunk] = self._infer([ids[i] for i in chunk])
+            start = end
+            if progress is not None:
+                progress(end, len(unique))
+        out[:] = vectors[where]
         return out
 
-    def _run(self, texts: list[str]) -> np.ndarray:
-        self.load()
-        encodings = self._tokenizer.encode_batch(texts)  # type: ignore[union-attr]
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def _infer(self, batch: list[list[int]]) -> np.ndarray:
+        """Token ids of a batch -> unit vectors: pad to the longest, run, mean-pool, normalise."""
+        width = max(map(len, batch))
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, seq in enumerate(batch):
+            ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self._wants_token_types:
             feeds["token_type_ids"] = np.zeros_like(ids)

@@ -1,0 +1,254 @@
+"""The learned router: decision latency in the gateway's router, and its figures on held-out outcomes.
+
+    python bench/learned_router.py [--embed] [--embed-cache DIR] [--seeds 0 1 2] [--out FILE]
+
+1. Latency: a `Router` whose catch-all rule serves a learned policy (`routing.rules[].policy`),
+   timed per request on a mix of request shapes: the policy's decision alone (`Router.decide`),
+   request features + decision (what the routing stage does per call), and the embedding model's
+   decision given an embedding (one dot product over 409 numbers). Embedding a prompt with the
+   semantic cache's MiniLM is timed too, to show why the gateway does not compute one to route:
+   p50 / p99 / max in microseconds.
+2. Quality: the shared RouterArena and RouterBench data (`$THRIFTY_DATA_DIR/routing`, converted by
+   bench/routing_data.py into a temporary folder) with both files of each set pooled; for each
+   seed, trained on 30% and scored on the other 70%, and the reverse (70% / 30%); APGR, CPT(50%)
+   and CPT(80%) by cost and by share of calls, overall and per cohort, for the cheap-features
+   model (what the gateway serves) and, with --embed, the embedding model.
+
+Writes JSON (default bench/results/learned_router.json). Skips part 2 with a message when the
+data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from thrifty.routing import Router, RoutingConfig, features_from_body
+from thrifty.routing.eval import load_setup, prepare, read_rows
+from thrifty.routing.learned_train import digest, evaluate_policy, split_rows, train_policy
+from thrifty.wire import OPENAI_CHAT
+
+HERE = Path(__file__).resolve().parent
+
+SHAPES = {
+    "short chat": "What's a good name for a golden retriever puppy?",
+    "multiple choice": ("Which gas do plants absorb?\nA) Oxygen\nB) Carbon dioxide\nC) Nitrogen\nD) Helium\n"
+                        "Answer with the letter only."),
+    "code": "Write a Python function that merges two sorted lists.\n```python\ndef merge(a, b):\n    pass\n```",
+    "long RAG": "".join(f"<document index=\"{i}\">\n" + "Revenue grew in every region we track. " * 40
+                        + "\n</document>\n" for i in range(12)) + "Summarize the trend.",
+}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    return {"p50_us": s[len(s) // 2] * 1e6, "p99_us": s[min(len(s) - 1, int(len(s) * 0.99))] * 1e6,
+            "max_us": s[-1] * 1e6, "n": len(s)}
+
+
+def latency(policy_path: str, rounds: int, embed: bool) -> dict:
+    from thrifty.routing.learned import load_policy
+
+    routing = RoutingConfig.model_validate({
+        "tiers": {"fast": ["small"], "strong": ["big"]}, "default_tier": "strong",
+        "rules": [{"name": "learned", "tier": "strong", "policy": policy_path}]})
+    router = Router(routing)
+    policy = load_policy(policy_path)
+    bodies = [{"model": "thrifty/auto", "messages": [{"role": "user", "content": p}]} for p in SHAPES.values()]
+    feats = [features_from_body(b, OPENAI_CHAT) for b in bodies]
+    out: dict = {}
+    for name, fn in (
+        ("decide", lambda i: router.decide(feats[i], "thrifty/auto")),
+        ("features+decide", lambda i: router.decide(features_from_body(bodies[i], OPENAI_CHAT), "thrifty/auto")),
+    ):
+        out[name] = _time(fn, len(bodies), rounds)
+    if policy.embedding is not None:
+        vec = [0.05] * 384
+        out["decide with an embedding"] = _time(lambda i: router.decide(feats[i], "thrifty/auto", embedding=vec),
+                                                len(bodies), rounds)
+    if embed:
+        from thrifty.cache.semantic.embedder import OnnxEmbedder
+
+        embedder = OnnxEmbedder()
+        embedder.embed("warm up")
+        prompts = list(SHAPES.values())
+        out["embed a prompt (MiniLM, CPU)"] = _time(lambda i: embedder.embed(prompts[i]), len(prompts), 20)
+    return out
+
+
+def _time(fn, n: int, rounds: int) -> dict[str, float]:
+    for i in range(min(n, 50)):
+        fn(i % n)
+    samples = []
+    gc.disable()
+    try:
+        for r in range(rounds):
+            i = r % n
+            t0 = time.perf_counter()
+            fn(i)
+            samples.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return percentiles(samples)
+
+
+class CachedEmbedder:
+    """MiniLM embeddings, kept on disk by prompt digest (embedding thousands of prompts on a CPU is slow)."""
+
+    def __init__(self, cache: Path | None) -> None:
+        self.cache = cache
+        self.vectors: dict[str, np.ndarray] = {}
+        if cache is not None and cache.exists():
+            with np.load(cache) as z:
+                self.vectors = {k: z[k] for k in z.files}
+        self._model = None
+
+    def __call__(self, texts):
+        missing = [t for t in dict.fromkeys(texts) if digest(t) not in self.vectors]
+        if missing:
+            from thrifty.cache.semantic.embedder import OnnxEmbedder
+
+            self._model = self._model or OnnxEmbedder()
+            for start in range(0, len(missing), 64):
+                chunk = missing[start:start + 64]
+                for t, v in zip(chunk, self._model.embed_batch(chunk)):
+                    self.vectors[digest(t)] = v
+                print(f"  embedded {min(start + 64, len(missing))}/{len(missing)}", file=sys.stderr)
+            if self.cache is not None:
+                np.savez(self.cache, **self.vectors)
+        return np.array([self.vectors[digest(t)] for t in texts])
+
+
+def quality(data_dir: Path, seeds: list[int], embedder: CachedEmbedder | None) -> dict:
+    sys.path.insert(0, str(HERE))  # bench/ is not a package: its converter is imported beside this file
+    import routing_data
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if routing_data.main(["--out", tmp, "--data-dir", str(data_dir)]) != 0:
+            return {"skipped": f"conversion failed for {data_dir}"}
+        for name in ("routerarena", "routerbench"):
+            setup = load_setup(f"{tmp}/{name}.yaml")
+            rows = read_rows(f"{tmp}/{name}_train.jsonl") + read_rows(f"{tmp}/{name}_test.jsonl")
+            runs = []
+            for seed in seeds:
+                for train_share in (0.3, 0.7):
+                    train, held = split_rows(rows, 1 - train_share, seed)
+                    policy = train_policy(train, setup, embed=embedder, seed=seed,
+                                          trained_on={"data": f"{name} (both files pooled)", "seed": seed,
+                                                      "holdout": 1 - train_share})
+                    data = prepare(held, setup)
+                    run = {"seed": seed, "train_share": train_share, "train_rows": policy.trained_on["rows"],
+                           "test_rows": len(data.rows), "cheap_model": policy.cheap_model,
+                           "strong_model": policy.strong_model,
+                           "cheap": _slim(evaluate_policy(policy, data.rows, data.features, data.costs))}
+                    if embedder is not None:
+                        vecs = embedder([r.prompt for r in data.rows])
+                        run["embedding"] = _slim(evaluate_policy(policy, data.rows, data.features, data.costs,
+                                                                 embeddings=vecs))
+                    runs.append(run)
+                    _print_run(name, run)
+            out[name] = runs
+    return out
+
+
+def _slim(m: dict) -> dict:
+    keep = ("n", "cheap_quality", "strong_quality", "at_threshold", "by_cost", "by_calls")
+    return {**{k: m[k] for k in keep}, "threshold": m["threshold"],
+            "cohorts": {c: {k: v[k] for k in keep} for c, v in m["cohorts"].items()}}
+
+
+def _fmt(m: dict, share: bool) -> str:
+    def c(x):
+        if x is None:
+            return "  n/a"
+        return f"{x['share_of_calls']:.3f}" if share else f"{x['u']:.3f}"
+
+    apgr = "  n/a" if m["apgr"] is None else f"{m['apgr']:.3f}"
+    return f"APGR {apgr} CPT50 {c(m['cpt50'])} CPT80 {c(m['cpt80'])}"
+
+
+def _print_run(name: str, run: dict) -> None:
+    for model in ("cheap", "embedding"):
+        if model in run:
+            m = run[model]
+            print(f"{name:12s} seed {run['seed']} train {run['train_share']:.0%} ({run['train_rows']}) "
+                  f"test {run['test_rows']:5d} {model:9s} by cost: {_fmt(m['by_cost'], False)} | "
+                  f"by calls: {_fmt(m['by_calls'], True)}"
+                  + ("" if m["by_cost"]["tradeoff"] else
+                     f"  (no trade-off: cheap quality {m['cheap_quality']:.3f} >= strong {m['strong_quality']:.3f})"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=20000, help="timed decisions per measurement")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--embed", action="store_true", help="also the embedding model (embeds every prompt once)")
+    ap.add_argument("--embed-cache", type=Path, help="an .npz file keeping the embeddings between runs")
+    ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("THRIFTY_DATA_DIR", "../shared/data")) / "routing")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "learned_router.json")
+    args = ap.parse_args(argv)
+    embedder = CachedEmbedder(args.embed_cache) if args.embed else None
+    result: dict = {"machine": platform.platform(), "python": platform.python_version()}
+    if args.data_dir.is_dir():
+        result["quality"] = quality(args.data_dir, args.seeds, embedder)
+    else:
+        print(f"routing data not found at {args.data_dir}: set THRIFTY_DATA_DIR (quality part skipped)")
+        result["quality"] = {"skipped": f"no data at {args.data_dir}"}
+    # Latency on a policy trained on a small synthetic set (the decision's cost does not depend on the data).
+    with tempfile.TemporaryDirectory() as tmp:
+        policy_path = _synthetic_policy(Path(tmp), embed=args.embed)
+        result["latency"] = latency(policy_path, args.rounds, args.embed)
+    for name, p in result["latency"].items():
+        print(f"latency {name:30s} p50 {p['p50_us']:9.1f} us  p99 {p['p99_us']:9.1f} us  max {p['max_us']:9.1f} us")
+    summary = {}
+    for name, runs in result["quality"].items():
+        if isinstance(runs, list):
+            for model in ("cheap", "embedding"):
+                vals = [r[model] for r in runs if model in r]
+                if vals:
+                    summary[f"{name}/{model}"] = {
+                        way: statistics.fmean(v[way]["apgr"] for v in vals) if all(v[way]["apgr"] is not None
+                                                                                    for v in vals) else None
+                        for way in ("by_cost", "by_calls")}
+    result["mean_apgr"] = summary
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Five significant decimals are plenty for these figures, and keep the file small.
+    rounded = json.loads(json.dumps(result), parse_float=lambda x: round(float(x), 5))
+    args.out.write_text(json.dumps(rounded, indent=1))
+    print(f"written to {args.out}")
+    return 0
+
+
+def _synthetic_policy(folder: Path, embed: bool) -> str:
+    from thrifty.routing.eval import Outcome, Row
+    from thrifty.routing.learned_train import train_policy as fit
+
+    rows = []
+    for i in range(60):
+        short = i % 2 == 0
+        prompt = f"Question {i}: what is {i} plus {i}?" if short else ("Background. " * (50 + i)) + "Derive it."
+        rows.append(Row(prompt, {"small": Outcome(1.0 if short else 0.0, 0.001), "big": Outcome(1.0, 0.01)}))
+    (folder / "routing.yaml").write_text(json.dumps({"tiers": {"fast": ["small"], "strong": ["big"]},
+                                                     "default_tier": "strong"}))
+    setup = load_setup(str(folder / "routing.yaml"))
+    rng = np.random.default_rng(0)
+    policy = fit(rows, setup, embed=(lambda texts: rng.normal(size=(len(texts), 384))) if embed else None)
+    path = folder / "policy.json"
+    policy.save(str(path))
+    return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

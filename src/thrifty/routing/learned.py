@@ -1,0 +1,260 @@
+"""A learned routing policy: P(the cheap tier answers as well as the strong one) for a request.
+
+Rules route on what a person can name (request type, size); a learned policy ranks requests by
+how likely the cheap tier's answer is as good as the strong tier's, fitted on labelled outcomes
+(the `thrifty eval router` rows): a row is positive when the cheap model scored at least what the
+strong model scored. The gateway sends a request to the cheap tier when that probability is at
+least the threshold, so the threshold is the cost-quality knob.
+
+Two logistic regressions (numpy, Newton's method with an L2 penalty; no scikit-learn):
+
+- `cheap`: over the router's own request features (`routing.features`), which the gateway has
+  already computed for the call, so a decision is one dot product of ~25 numbers (microseconds);
+  this is the model the gateway serves.
+- `embedding` (optional, `thrifty train router --embed`): the same features plus the MiniLM
+  embedding of the prompt (`cache.semantic.OnnxEmbedder`). Embedding a prompt costs milliseconds
+  on a CPU, more than the decision budget, so the gateway does not compute one for routing; the
+  evaluator scores this model offline, and `Policy.p_cheap(features, embedding)` uses it when a
+  caller already holds the prompt's embedding.
+
+The policy file is JSON: both models (standardisation folded into the weights), the threshold,
+the threshold grid with the expected strong-tier share, quality and cost at each (out-of-fold on
+the training rows), the feature version, and what it was trained on (the file, the seed and
+split, and a short digest of every training prompt, so an evaluation can leave those rows out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import operator
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from thrifty.errors import ThriftyError
+from thrifty.routing.features import REQUEST_TYPES, RequestFeatures
+
+FEATURE_VERSION = 1
+FORMAT = "thrifty.router-policy"
+
+# Names of the cheap feature vector's entries, in order (the policy file lists them too).
+CHEAP_FEATURES: tuple[str, ...] = (
+    "log_input_tokens", "log_prompt_chars", "turns", "messages", "tools", "tool_count", "tool_results",
+    "structured_output", "code", "choices", "retrieved_chunks", "long_context", "images",
+    "max_output_tokens_set", "log_max_output_tokens", *(f"type={t}" for t in REQUEST_TYPES))
+
+Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, d) unit vectors (OnnxEmbedder.embed_batch)
+
+
+def cheap_vector(f: RequestFeatures) -> list[float]:
+    """The request features as numbers (counts capped and logged so one odd request cannot dominate)."""
+    rtype = f.request_type
+    mo = f.max_output_tokens
+    return [math.log1p(f.input_tokens), math.log1p(f.prompt_chars), min(f.turns, 20), min(f.messages, 50),
+            float(f.tools), min(f.tool_count, 50), min(f.tool_results, 50), float(f.structured_output),
+            float(f.code), min(f.choices, 10), min(f.retrieved_chunks, 50), float(f.long_context), float(f.images),
+            0.0 if mo is None else 1.0, math.log1p(mo or 0), *[1.0 if rtype == t else 0.0 for t in REQUEST_TYPES]]
+
+
+def digest(prompt: str) -> str:
+    """A short fingerprint of a prompt: enough to recognise a training row, not to recover it."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Logistic:
+    """P(y=1 | x) = sigmoid(weights . x + bias), the inputs' standardisation folded in."""
+
+    weights: tuple[float, ...]
+    bias: float
+    l2: float = 0.0
+
+    def logit(self, x: Sequence[float]) -> float:
+        return self.bias + sum(map(operator.mul, self.weights, x))
+
+    def probability(self, x: Sequence[float]) -> float:
+        return _sigmoid(self.logit(x))
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        z = X @ np.asarray(self.weights) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"weights": list(self.weights), "bias": self.bias, "l2": self.l2}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "Logistic":
+        return cls(tuple(float(w) for w in raw["weights"]), float(raw["bias"]), float(raw.get("l2", 0.0)))
+
+
+def _sigmoid(z: float) -> float:
+    if z < -60:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 30) -> Logistic:
+    """L2-penalised logistic regression by Newton's method on standardised inputs (the bias unpenalised)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale < 1e-9] = 1.0  # a constant column carries no information: weight stays 0
+    Z = np.hstack([(X - mean) / scale, np.ones((len(X), 1))])
+    d = Z.shape[1]
+    penalty = np.full(d, l2)
+    penalty[-1] = 0.0
+    w = np.zeros(d)
+    base = y.mean() if len(y) else 0.5
+    w[-1] = math.log(max(base, 1e-6) / max(1 - base, 1e-6))
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(Z @ w, -60, 60)))
+        grad = Z.T @ (p - y) + penalty * w
+        hess = (Z * (p * (1 - p))[:, None]).T @ Z + np.diag(penalty) + 1e-9 * np.eye(d)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    weights = w[:-1] / scale
+    bias = float(w[-1] - weights @ mean)
+    return Logistic(tuple(float(v) for v in weights), bias, l2)
+
+
+def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [np.array(sorted(order[i::k]), dtype=int) for i in range(k)]
+
+
+def out_of_fold(X: np.ndarray, y: np.ndarray, l2: float, folds: Sequence[np.ndarray]) -> np.ndarray:
+    """Each row's probability from a model fitted on the other folds."""
+    p = np.zeros(len(y))
+    for idx in folds:
+        rest = np.setdiff1d(np.arange(len(y)), idx)
+        if len(rest) == 0 or len(set(y[rest].tolist())) < 2:
+            p[idx] = y[rest].mean() if len(rest) else 0.5
+            continue
+        p[idx] = fit_logistic(X[rest], y[rest], l2).probabilities(X[idx])
+    return p
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+L2_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+
+
+def fit_with_cv(X: np.ndarray, y: np.ndarray, folds: Sequence[np.ndarray]) -> tuple[Logistic, np.ndarray]:
+    """The penalty with the best out-of-fold log loss; the model refitted on every row, and its OOF probabilities."""
+    best: tuple[float, float, np.ndarray] | None = None
+    for l2 in L2_GRID:
+        p = out_of_fold(X, y, l2, folds)
+        loss = _log_loss(y, p)
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, l2, p)
+    assert best is not None
+    return fit_logistic(X, y, best[1]), best[2]
+
+
+# --- the policy -------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Policy:
+    """Which of two tiers serves a request: the cheap one when P(cheap is as good) >= threshold."""
+
+    cheap_tier: str
+    strong_tier: str
+    cheap_model: str  # the models whose outcomes labelled the training rows
+    strong_model: str
+    cheap: Logistic  # over CHEAP_FEATURES: what the gateway serves
+    threshold: float
+    embedding: Logistic | None = None  # over CHEAP_FEATURES + the prompt's embedding
+    embedding_threshold: float | None = None
+    grid: list[dict[str, Any]] = field(default_factory=list)  # the cheap model's thresholds (OOF, train)
+    embedding_grid: list[dict[str, Any]] = field(default_factory=list)
+    trained_on: dict[str, Any] = field(default_factory=dict)
+    feature_version: int = FEATURE_VERSION
+
+    def p_cheap(self, features: RequestFeatures, embedding: Sequence[float] | None = None) -> float:
+        """P(the cheap tier's answer is as good as the strong tier's); the embedding model when given one."""
+        x = cheap_vector(features)
+        if embedding is not None and self.embedding is not None:
+            return self.embedding.probability([*x, *embedding])
+        return self.cheap.probability(x)
+
+    def use_cheap(self, features: RequestFeatures, threshold: float | None = None,
+                  embedding: Sequence[float] | None = None) -> tuple[bool, float]:
+        """Whether the cheap tier serves, and the probability it was decided on."""
+        p = self.p_cheap(features, embedding)
+        if threshold is None:
+            threshold = self.embedding_threshold if embedding is not None and self.embedding is not None \
+                and self.embedding_threshold is not None else self.threshold
+        return p >= threshold, p
+
+    def trained_digests(self) -> frozenset[str]:
+        return frozenset(self.trained_on.get("digests", ()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "feature_version": self.feature_version,
+            "tiers": {"cheap": self.cheap_tier, "strong": self.strong_tier},
+            "models": {"cheap": self.cheap_model, "strong": self.strong_model},
+            "threshold": self.threshold, "features": list(CHEAP_FEATURES),
+            "cheap": {**self.cheap.to_json(), "grid": self.grid},
+            "embedding": None if self.embedding is None else {
+                **self.embedding.to_json(), "threshold": self.embedding_threshold, "grid": self.embedding_grid},
+            "trained_on": self.trained_on,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "<policy>") -> "Policy":
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise ThriftyError(f"{where}: not a router policy (no \"format\": \"{FORMAT}\")")
+        if raw.get("feature_version") != FEATURE_VERSION:
+            raise ThriftyError(f"{where}: feature version {raw.get('feature_version')!r}, this Thrifty computes "
+                               f"version {FEATURE_VERSION}: retrain it with `thrifty train router`")
+        try:
+            cheap = Logistic.from_json(raw["cheap"])
+            if len(cheap.weights) != len(CHEAP_FEATURES):
+                raise ValueError(f"cheap model has {len(cheap.weights)} weights, expected {len(CHEAP_FEATURES)}")
+            emb = raw.get("embedding")
+            return cls(cheap_tier=str(raw["tiers"]["cheap"]), strong_tier=str(raw["tiers"]["strong"]),
+                       cheap_model=str(raw["models"]["cheap"]), strong_model=str(raw["models"]["strong"]),
+                       cheap=cheap, threshold=float(raw["threshold"]),
+                       embedding=Logistic.from_json(emb) if emb else None,
+                       embedding_threshold=float(emb["threshold"]) if emb and emb.get("threshold") is not None
+                       else None,
+                       grid=list(raw["cheap"].get("grid", [])), embedding_grid=list(emb.get("grid", [])) if emb else [],
+                       trained_on=dict(raw.get("trained_on") or {}), feature_version=FEATURE_VERSION)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ThriftyError(f"{where}: malformed router policy: {exc}") from None
+
+    def save(self, path: str) -> None:
+        try:
+            Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ThriftyError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def load_policy(path: str | Path) -> Policy:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ThriftyError(f"cannot read router policy {path}: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ThriftyError(f"{path}: not JSON: {exc.msg}") from None
+    return Policy.from_json(raw, str(path))
+
+
+# --- training ---------------------------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""bench/e2e.py in miniature: constructed shared data, the real emulator and gateway, the JSON
+contract of `--json`, and that its figures add up (ledger = invoice, levers = baseline - actual,
+cohorts = totals). Not a speed test; the full run is `python bench/e2e.py`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+import e2e_mix  # noqa: E402
+
+RECORDED = list(dict.fromkeys(e2e_mix.MODELS.values()))
+INTENTS = {"card_arrival": ["Where is my new card?", "My card has not arrived yet.", "When will my card come?"],
+           "lost_card": ["I lost my card.", "Help, my card is gone.", "I can't find my card anywhere."],
+           "exchange_rate": ["What exchange rate do you use?", "How are currencies converted?",
+                             "Which rate applies abroad?"]}
+
+
+def _routerbench(path: Path, prompts: list[str]) -> None:
+    """RouterBench's CSV shape: the frontier scores 1, the cheaper models 0 with other answers."""
+    cols = ["", "sample_id", "prompt", "eval_name", *RECORDED, *(f"{m}|total_cost" for m in RECORDED),
+            *(f"{m}|model_response" for m in RECORDED)]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for i, p in enumerate(prompts):
+            scores = [1.0 if m == e2e_mix.MODELS[e2e_mix.FRONTIER] else 0.0 for m in RECORDED]
+            answers = [repr([f"Answer {'A' if s else 'B'} for item {i}"]) for s in scores]
+            w.writerow([i, f"{path.stem}.{i}", repr([p]), path.stem, *scores, *([0.001] * len(RECORDED)), *answers])
+
+
+def make_data(root: Path) -> Path:
+    (root / "prompts/banking77").mkdir(parents=True)
+    with (root / "prompts/banking77/test.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "category"])
+        for intent, texts in INTENTS.items():
+            w.writerows([t, intent] for t in texts)
+    (root / "prompts/headlines").mkdir(parents=True)
+    (root / "prompts/headlines/HEADLINES_prefix_e8.txt").write_text(
+        "Please determine the price direction (up, down, neutral, or none) in the following news headlines.\n")
+    with (root / "prompts/headlines/HEADLINES_test.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([f"Q: gold moves {i} points\nA:", ("up", "down")[i % 2], i] for i in range(10))
+    (root / "prompts/gsm8k").mkdir(parents=True)
+    (root / "prompts/gsm8k/test.jsonl").write_text("".join(
+        json.dumps({"question": f"Ann has {i} apples and buys 3 more. How many apples does she have?",
+                    "answer": f"{i} + 3 = {i + 3}\n#### {i + 3}"}) + "\n" for i in range(5)))
+    (root / "prompts/clinc150").mkdir(parents=True)
+    (root / "prompts/clinc150/data_full.json").write_text(json.dumps(
+        {"test": [[f"please book a table for {i} people", "restaurant_reservation"] for i in range(10)]}))
+    rb = root / "routing/routerbench_subset"
+    rb.mkdir(parents=True)
+    _routerbench(rb / "arc_challenge_test.csv",
+                 [f"Which gas do plants take in? ({i})\nA. oxygen\nB. carbon dioxide\nC. helium\nD. neon\nAnswer:"
+                  for i in range(5)])
+    _routerbench(rb / "mbpp_test.csv", [f"Write a python function to add {i} to a number." for i in range(5)])
+    _routerbench(rb / "winograde_test.csv",
+                 [f"The trophy did not fit the suitcase because it was too big ({i}). Option 1: trophy. "
+                  "Option 2: suitcase. Answer:" for i in range(5)])
+    return root
+
+
+def test_scores_against_the_labels():
+    faq = e2e_mix.Item("faq", [{"role": "user", "content": "x"}], label="Card_arrival")
+    assert e2e_mix.score(faq, e2e_mix.faq_answer("Card_arrival"), "gpt-4o") == 1.0
+    assert e2e_mix.score(faq, e2e_mix.faq_answer("lost_card"), "gpt-4o") == 0.0  # a false semantic hit
+    math = e2e_mix.Item("gsm8k", [{"role": "user", "content": "x"}], label="1200")
+    assert e2e_mix.score(math, e2e_mix.gsm8k_answer("1,200"), "gpt-4o") == 1.0
+    assert e2e_mix.score(math, "about a thousand", "gpt-4o-mini") == 0.0
+    rb = e2e_mix.Item("mbpp", [{"role": "user", "content": "x"}], label={"gpt-4-1106-preview": 1.0, "gpt-3.5-turbo-1106": 0.0},
+                      answers={"gpt-4-1106-preview": "good", "gpt-3.5-turbo-1106": "bad"})
+    assert e2e_mix.score(rb, "bad", "gpt-4o") == 0.0  # the text served decides, not the header
+    assert e2e_mix.score(rb, "good", "gpt-4o-mini") == 1.0
+    assert e2e_mix.score(rb, "truncated go", "gpt-4o") == 1.0  # else the served model's own score
+    assert e2e_mix.score(rb, None, "gpt-4o") == 0.0
+
+
+def test_mix_follows_the_shares(tmp_path):
+    items, outcomes = e2e_mix.build_mix(20, root=make_data(tmp_path))
+    counts = {c: sum(i.cohort == c for i in items) for c in e2e_mix.SHARES}
+    # 20 x the shares, rounded down, the largest share (faq) taking the remainder.
+    assert counts == {"faq": 7, "headlines": 4, "gsm8k": 1, "arc-challenge": 2, "mbpp": 1, "winogrande": 2,
+                      "enrichment": 3}
+    assert all(i.defer == (i.cohort == "enrichment") for i in items)
+    assert len(outcomes) == 20 - counts["enrichment"]  # every other call has recorded answers
+    smaller, _ = e2e_mix.build_mix(40, root=tmp_path)
+    assert sum(i.cohort == "faq" for i in smaller) == 9  # a pool smaller than its share gives what it has
+
+
+def test_missing_data_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "bench/e2e.py"), "--n", "30"], capture_output=True, text=True,
+                          env={"THRIFTY_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("e2e: shared data not found under") and proc.stderr.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    data = make_data(tmp / "data")
+    out = tmp / "e2e.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench/e2e.py"), "--n", "30", "--json", "--out", str(out),
+                           "--workdir", str(tmp / "work"), "--concurrency", "4"],
+                          capture_output=True, text=True, timeout=240,
+                          env={**__import__("os").environ, "THRIFTY_DATA_DIR": str(data)})
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    printed = json.loads(proc.stdout)
+    assert printed == json.loads(out.read_text())
+    return printed
+
+
+def test_json_contract(report):
+    assert set(report["baseline"]) == {"usd", "quality"} and set(report["thrifty"]) == {"usd", "quality"}
+    assert set(report["cohorts"]) == set(e2e_mix.SHARES)
+    for c in report["cohorts"].values():
+        assert {"baseline_quality", "thrifty_quality", "baseline_usd", "thrifty_usd"} <= set(c)
+        assert 0 <= c["thrifty_quality"] <= 100
+    assert all(isinstance(v, float) for v in report["levers"].values())
+    assert report["failed"] == {"baseline": 0, "thrifty": 0}
+
+
+def test_baseline_quality_is_the_frontiers(report):
+    """Every constructed label is the frontier model's answer, so sent direct it scores 100."""
+    assert report["baseline"]["quality"] == 100.0
+    assert all(c["baseline_quality"] == 100.0 for c in report["cohorts"].values())
+    assert report["cohorts"]["enrichment"]["thrifty_quality"] == 100.0  # every deferred call answered
+
+
+def test_figures_add_up(report):
+    rec = {k: Decimal(v) for k, v in report["reconcile"].items() if k.endswith("_usd")}
+    assert rec["ledger_usd"] == rec["thrifty_invoice_usd"] > 0  # the ledger is the provider's bill
+    assert rec["baseline_invoice_usd"] == rec["baseline_priced_calls_usd"] > 0
+    assert rec["levers_sum_usd"] == rec["ledger_saved_usd"] == rec["ledger_baseline_usd"] - rec["ledger_usd"]
+    cohorts = report["cohorts"].values()
+    assert sum(c["baseline_usd"] for c in cohorts) == pytest.approx(report["baseline"]["usd"], rel=1e-9)
+    assert sum(c["thrifty_usd"] for c in cohorts) == pytest.approx(report["thrifty"]["usd"], rel=1e-9)
+    assert sum(report["levers"].values()) == pytest.approx(float(rec["ledger_saved_usd"]), rel=1e-9)
+    assert report["saving"] == pytest.approx(1 - report["thrifty"]["usd"] / report["baseline"]["usd"], abs=1e-4)
+    quality = sum(c["thrifty_quality"] * c["calls"] for c in cohorts) / report["calls"]
+    assert report["thrifty"]["quality"] == pytest.approx(quality, abs=0.01)
