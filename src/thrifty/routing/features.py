@@ -106,7 +106,7 @@ def _features(v: RequestView, s: FeatureSettings, headers: Mapping[str, str] | N
         text += "\n" + v.system[:_SYSTEM_HEAD].lower()
     named = _capitalised_name(window)
     rtype = _request_type(text, tools=tools, tool_results=v.tool_results, code=code, choices=choices,
-                          tokens=tokens, settings=s, named=named)
+                          tokens=tokens, settings=s, named=named, asked=window.lower())
     return RequestFeatures(
         input_tokens=tokens, turns=len(v.user_texts), messages=v.messages, tools=tools,
         tool_count=v.tool_count, tool_results=v.tool_results, structured_output=structured,
@@ -256,9 +256,11 @@ def _capitalised_name(window: str) -> bool:
 
 
 def _request_type(text: str, *, tools: bool, tool_results: int, code: bool, choices: int, tokens: int,
-                  settings: FeatureSettings, named: bool = False) -> str:
+                  settings: FeatureSettings, named: bool = False, asked: str | None = None) -> str:
     """The request's type from the lower-cased window; `code` is code present in the text, `named`
-    a language or framework named in a way only the lower-cased text cannot tell."""
+    a language or framework named in a way only the lower-cased text cannot tell. `asked` is the
+    user's own text (no system prompt): a question is a worked problem by the quantities it asks
+    about, not by the numbers of the instructions around it ("answer in three sentences")."""
     words = set(text.translate(_PUNCTUATION).split())
     kinds = {_TYPE_OF[w] for w in _KEYWORDS.intersection(words)}
 
@@ -286,9 +288,11 @@ def _request_type(text: str, *, tools: bool, tool_results: int, code: bool, choi
         return "classification"
     if cue("rewrite"):
         return "rewrite" if tokens <= settings.short_rewrite_tokens else "generation"
-    if any(q in text for q in _QUESTION):
-        numbers = len(_NUMBER.findall(text)) + len(_NUMBER_WORDS.intersection(words))
-        if numbers >= 2 or (numbers and any(q in text for q in _QUANTITY_QUESTION)):
+    question = text if asked is None else asked
+    if any(q in question for q in _QUESTION):
+        asked_words = words if asked is None else set(asked.translate(_PUNCTUATION).split())
+        numbers = len(_NUMBER.findall(question)) + len(_NUMBER_WORDS.intersection(asked_words))
+        if numbers >= 2 or (numbers and any(q in question for q in _QUANTITY_QUESTION)):
             return "reasoning"
     return "generation"
 
