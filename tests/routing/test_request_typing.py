@@ -176,3 +176,22 @@ def test_typing_holds_on_the_test_half_and_on_sets_never_tuned_on(typing_data, m
 ])
 def test_names_that_are_also_words(text, expected):
     assert kind(text) == expected
+
+
+def test_the_numbers_of_the_instructions_do_not_make_a_question_a_worked_problem():
+    """A support question under a system prompt full of numbers ("three sentences", "500 EUR") is
+    a FAQ; the same numbers in the user's own question make it one to work out."""
+    from thrifty.routing import features_from_body
+    from thrifty.wire import OPENAI_CHAT
+
+    system = ("You are the support assistant. Answer in at most three sentences. Policy 1: refunds "
+              "above 500 EUR go to a human agent. Policy 2: cards are replaced within 5 days.")
+
+    def typed(question: str) -> str:
+        body = {"model": "m", "messages": [{"role": "system", "content": system},
+                                            {"role": "user", "content": question}]}
+        return features_from_body(body, OPENAI_CHAT).request_type
+
+    assert typed("How can I top up my account with Apple Pay?") == "generation"
+    assert typed("Can I auto top up when I run low?") == "generation"
+    assert typed("If I send 120 EUR three times a week, how much do I send in 4 weeks?") == "reasoning"
