@@ -126,3 +126,33 @@ def delete_redis_prefix(url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (DEVELOPERS.md), driven by Playwright's Python package
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium; skipped with a reason when it or Playwright is missing, except with
+    THRIFTY_REQUIRE_SERVICES=1 (CI), where that is a failure."""
+    import shutil
+
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install playwright)"
+    if reason is None and not shutil.which(CHROMIUM):
+        reason = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if reason:
+        if os.environ.get("THRIFTY_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason} and THRIFTY_REQUIRE_SERVICES=1")
+        pytest.skip(reason)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

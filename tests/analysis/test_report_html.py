@@ -3,20 +3,14 @@ no request anywhere (every non-file:// request fails the test)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
-import pytest
 
 from thrifty.analysis.report_html import render
 from thrifty.cli.analyze import analyze, as_json
 
 from tests.analysis.traffic_rows import traffic
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOSTILE = '<img src="http://203.0.113.9/x.png" onerror="console.error(1)">'
 
 
@@ -40,27 +34,6 @@ def test_render_escapes_text_from_the_source_and_takes_the_json_form_too():
     assert HOSTILE not in page and "&lt;img src=" in page
     assert render(as_json(report)).count('data-finding="') == 7  # money as strings renders as well
     assert not re.search(r"""\b(src|href)\s*=\s*["']""", page)  # no attribute that could fetch anything
-
-
-@pytest.fixture(scope="module")
-def browser():
-    reason = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install playwright)"
-    if reason is None and not shutil.which(CHROMIUM):
-        reason = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if reason:
-        if os.environ.get("THRIFTY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} and THRIFTY_REQUIRE_SERVICES=1")
-        pytest.skip(reason)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_report_opens_offline_in_chromium_with_its_charts_drawn(browser, tmp_path):

@@ -17,32 +17,8 @@ import pytest
 from tests.conftest import REPO, start_stack
 from tests.dashboard import seed
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 CHARTS = ("spend_over_time", "savings", "cost_per_success", "cost_per_feature", "cost_per_cohort",
           "cost_per_request_type", "cache", "escalation", "budgets", "call_sites", "active_users")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    reason = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install playwright)"
-    if reason is None and not shutil.which(CHROMIUM):
-        reason = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if reason:
-        if os.environ.get("THRIFTY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} and THRIFTY_REQUIRE_SERVICES=1")
-        pytest.skip(reason)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
