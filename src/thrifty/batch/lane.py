@@ -732,10 +732,9 @@ class BatchLane:
                 await self._settle(by_id[line_id], None, None, job, result)
 
     async def _expire(self, now: float) -> None:
-        for job in await self.store.run(self.store.open_jobs):
-            if job.expires_at <= now:
-                await self._end_lines(await self.store.run(self.store.queued_of_job, job.id), "expired", job)
-                await self._maybe_end(job.id)
+        for job in await self.store.run(self.store.expired_jobs, now):
+            await self._end_lines(await self.store.run(self.store.queued_of_job, job.id), "expired", job)
+            await self._maybe_end(job.id)
 
     async def _maybe_end(self, job_id: str) -> None:
         counts = await self.store.run(self.store.counts, job_id)

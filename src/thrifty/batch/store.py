@@ -257,8 +257,10 @@ class BatchStore:
                 f"SELECT {_LINE_COLS} FROM batch_lines WHERE id IN ({', '.join('?' * len(part))})", part)]
         return out
 
-    def open_jobs(self) -> list[Job]:
-        return [_job(r) for r in self._all(f"SELECT {_JOB_COLS} FROM batch_jobs WHERE status = 'in_progress'")]
+    def expired_jobs(self, now: float) -> list[Job]:
+        """Jobs still running past their completion window."""
+        return [_job(r) for r in self._all(
+            f"SELECT {_JOB_COLS} FROM batch_jobs WHERE status = 'in_progress' AND expires_at <= ?", (now,))]
 
     # -- the lane's work -------------------------------------------------------------------------
 
