@@ -258,6 +258,15 @@ def test_ledger_equals_the_emulators_invoice_at_batch_prices(lane):
     ledger = sum((Decimal(r[3]) for r in rows), Decimal(0))
     assert billing["totals"]["requests"] == len(rows) > 0
     assert ledger == expected
+    # The one counterfactual holds on every lane row: the levers' savings add up to baseline - cost.
+    from thrifty.ledger import SQLiteLedger
+
+    lane_rows = [r for r in SQLiteLedger(str(lane.ledger_path)).rows() if r.lane in ("batch", "deferred")
+                 and r.status == 200]
+    assert lane_rows
+    for r in lane_rows:
+        priced = sum((s.saved_usd for s in r.levers if s.saved_usd is not None), Decimal(0))
+        assert r.baseline_cost_usd - r.cost_usd == priced, r
 
 
 def test_budget_is_held_at_the_batch_price_and_refuses_lines_past_it(tmp_path):
