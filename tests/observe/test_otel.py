@@ -75,14 +75,15 @@ def test_recorder_feeds_its_observers_and_survives_a_broken_one():
         def record(self, row):
             seen.append(("ledger", row.request_id))
 
-    def broken(row):
+    def broken(row, upstream_s):
         raise RuntimeError("observer bug")
 
-    recorder = Recorder(Ledger(), accountant=None, observers=[broken, lambda r: seen.append(("obs", r.request_id))])
+    recorder = Recorder(Ledger(), accountant=None,
+                        observers=[broken, lambda r, up: seen.append(("obs", r.request_id, up))])
     from thrifty.contract.exchange import Exchange
 
     recorder.record(Exchange(request_id="thr_1", started_at=1.0, tenant="t", surface="openai", status=400), None, None)
-    assert seen == [("ledger", "thr_1"), ("obs", "thr_1")]
+    assert seen == [("ledger", "thr_1"), ("obs", "thr_1", None)]  # no call: no time upstream
 
 
 def test_off_by_default_needs_no_sdk():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 
@@ -29,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"one worker either way (default: {DEFAULT_SERVER})")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes on one port (uvicorn). Each has its own in-process caches "
-                        "and budget counters: with N > 1 use the redis backends to act as one gateway")
+                        "and budget counters: with N > 1 use the redis backends to act as one gateway "
+                        "(/metrics adds up all the workers by itself)")
     p.set_defaults(run=run)
 
 
@@ -61,13 +63,16 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from thrifty.api.factory import CONFIG_ENV, TARGET
+        from thrifty.observe.workers import shared_metrics_dir
 
         _warn_per_worker_state(config, args.workers)
         del app  # each worker process builds its own through the factory
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-        uvicorn.run(TARGET, factory=True, workers=args.workers, host=host, port=port, loop="uvloop",
-                    http=PROTOCOL, lifespan="on", access_log=False, log_level=args.log_level,
-                    timeout_graceful_shutdown=10, timeout_keep_alive=config.server.keep_alive_timeout_s)
+        # /metrics adds up the workers' values (observe/workers.py); the spawned workers inherit it.
+        with shared_metrics_dir() if config.observe.metrics.enabled else contextlib.nullcontext():
+            uvicorn.run(TARGET, factory=True, workers=args.workers, host=host, port=port, loop="uvloop",
+                        http=PROTOCOL, lifespan="on", access_log=False, log_level=args.log_level,
+                        timeout_graceful_shutdown=10, timeout_keep_alive=config.server.keep_alive_timeout_s)
     else:
         import uvicorn
 

@@ -55,6 +55,10 @@ class Call:
     tier: str | None = None  # the routing tier, when a router chose it
     upstream_body: dict[str, Any] | None = None  # the request in the provider's dialect
     retries: int = 0
+    # Seconds this call spent on providers: every attempt's wait for its answer (a stream's: from
+    # sending to its last event) and the backoff between retries, summed over the attempts
+    # (escalations, samples, retries). The latency minus this is the gateway's own overhead.
+    upstream_s: float = 0.0
     # What the levers did, in the order they acted: for the whole call (`effects`), for the current
     # attempt (`attempt_effects`: a budget's downgrade, fallbacks) and for its body (`body_effects`:
     # shaping, prompt caching). Escalation starts a new attempt; preparing a body replaces its effects.

@@ -32,11 +32,13 @@ log = logging.getLogger("thrifty.ledger")
 
 class Recorder:
     def __init__(self, ledger: Ledger, accountant: Accountant,
-                 observers: Sequence[Callable[[LedgerRow], None]] = ()) -> None:
+                 observers: Sequence[Callable[[LedgerRow, float | None], None]] = ()) -> None:
         self.ledger = ledger
         self.accountant = accountant
         # Called with each row once it is queued for the ledger (thrifty.observe: metrics,
-        # spans, alerts). On the request path: each must be quick, and never raise.
+        # spans, alerts), and the seconds its call spent on providers (Call.upstream_s; None for
+        # a discarded attempt's row and a call that reached none), which the ledger does not
+        # keep. On the request path: each must be quick, and never raise.
         self.observers = tuple(observers)
 
     def begin(self, ex: Exchange) -> None:
@@ -73,10 +75,11 @@ class Recorder:
         rows.append(row)
         for r in rows:  # nearly always one row: one journal write per call
             self.ledger.record(r)
+        upstream_s = call.upstream_s if call is not None and call.upstream_s else None
         for observe in self.observers:
             for r in rows:
                 try:
-                    observe(r)
+                    observe(r, upstream_s if r is row else None)
                 except Exception:  # a bug in an observer must not cost the call its answer
                     log.exception("observer %r failed on row %s", observe, r.request_id)
 

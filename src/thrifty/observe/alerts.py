@@ -77,7 +77,7 @@ class Alerts:
 
     # --- rows (request path) ---------------------------------------------------------------
 
-    def observe(self, row: LedgerRow) -> None:
+    def observe(self, row: LedgerRow, upstream_s: float | None = None) -> None:
         if not self._row_rules:
             return
         base, dot, n = row.request_id.rpartition(".")

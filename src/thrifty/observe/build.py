@@ -39,8 +39,8 @@ class Observability:
             self.alerts = Alerts(config.alerts, enforcer=enforcer, budget_check_s=config.budget_check_s)
 
     @property
-    def observers(self) -> tuple[Callable[[LedgerRow], None], ...]:
-        """What the Recorder calls with each row, cheapest first."""
+    def observers(self) -> tuple[Callable[[LedgerRow, float | None], None], ...]:
+        """What the Recorder calls with each row (and its call's seconds upstream), cheapest first."""
         return tuple(part.observe for part in (self.metrics, self.alerts, self.spans) if part is not None)
 
     def start(self) -> None:
@@ -52,3 +52,5 @@ class Observability:
             await self.alerts.close()
         if self.spans is not None:
             self.spans.close()
+        if self.metrics is not None:
+            self.metrics.close()

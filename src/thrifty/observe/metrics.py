@@ -13,6 +13,12 @@ share counters. Every label is bounded:
 Money is Decimal in the ledger and a float here, at the edge: Prometheus keeps only floats.
 Budget utilisation is read from the Enforcer when scraped, not counted, so it is the store's
 truth on every replica.
+
+Gateway overhead is the latency of a call less the time it spent on providers (Call.upstream_s,
+which ProviderCall times and the recorder passes with the row): what Thrifty itself adds.
+
+Under `thrifty serve --workers N` the values live in files that every worker's scrape reads
+(observe/workers.py), so `/metrics` shows the whole server, not the worker that answered.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from thrifty.ledger import LedgerRow
 from thrifty.observe.settings import MetricsConfig
+from thrifty.observe.workers import multiprocess_dir, render_all, worker_exits
 
 if TYPE_CHECKING:
     from thrifty.budgets import Enforcer
@@ -37,6 +44,9 @@ OTHER = "other"
 # Seconds; from a cache hit (milliseconds) to a long reasoning answer (minutes).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Seconds Thrifty adds to a call: a fraction of a millisecond when no lever waits on anything,
+# tens of milliseconds with an embedding to compute or a store to ask.
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class BoundedLabel:
@@ -76,6 +86,8 @@ class Metrics:
         self.config = config
         self.enforcer = enforcer
         self.registry = CollectorRegistry(auto_describe=True)
+        # Set when the values are kept in files shared by the worker processes (see workers.py).
+        self.multiprocess_dir = multiprocess_dir()
         self._feature = BoundedLabel(config.max_label_values)
         self._tenant = BoundedLabel(config.max_label_values)
         self._model = BoundedLabel(max(config.max_label_values, 200))  # config-bound already; belt and braces
@@ -103,6 +115,9 @@ class Metrics:
                                  ("surface", "tier", "stream"), buckets=LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("thrifty_time_to_first_token_seconds", "Time to the first byte of a streamed answer",
                               ("surface", "tier"), buckets=TTFT_BUCKETS, registry=r)
+        self.overhead = Histogram("thrifty_gateway_overhead_seconds",
+                                  "Latency less the time spent on providers, of answered calls that reached one",
+                                  ("surface", "stream"), buckets=OVERHEAD_BUCKETS, registry=r)
         self.upstream_errors = Counter("thrifty_upstream_errors",
                                        "Calls and attempts that reached a provider and failed",
                                        ("provider", "status_class"), registry=r)
@@ -110,16 +125,20 @@ class Metrics:
                                ("provider",), registry=r)
         self.escalations = Counter("thrifty_escalations", "Answers discarded and re-run one tier up, by the tier left",
                                    ("tier",), registry=r)
+        # Set on each scrape from the store: with several workers, the one set last is the truth.
+        gauge = {"registry": r, "multiprocess_mode": "mostrecent"}
         self.budget_ratio = Gauge("thrifty_budget_utilisation_ratio",
                                   "Spent / limit (USD, else tokens) of each budget in its current window",
-                                  ("budget",), registry=r)
+                                  ("budget",), **gauge)
         self.budget_spent = Gauge("thrifty_budget_spent_usd", "USD spent of each budget in its current window",
-                                  ("budget",), registry=r)
-        self.budget_limit = Gauge("thrifty_budget_limit_usd", "USD limit of each budget", ("budget",), registry=r)
+                                  ("budget",), **gauge)
+        self.budget_limit = Gauge("thrifty_budget_limit_usd", "USD limit of each budget", ("budget",), **gauge)
 
     # --- the observer (request path) ---------------------------------------------------------
 
-    def observe(self, row: LedgerRow) -> None:
+    def observe(self, row: LedgerRow, upstream_s: float | None = None) -> None:
+        """Count one row; `upstream_s`: the seconds its call spent on providers (None: it reached
+        none, or the row is a discarded attempt's), for the gateway overhead."""
         provider, model, tier = row.provider or "", self._model(row.served_model), row.tier or ""
         child = self._child
         child(self.requests, row.surface, provider, model, tier, status_class(row.status), row.cache,
@@ -149,7 +168,12 @@ class Metrics:
                     child(self.saved, f"{s.lever}_added", estimated).inc(float(-s.saved_usd))
         if row.provider_discount_usd:
             child(self.provider_discount, provider).inc(float(row.provider_discount_usd))
-        child(self.latency, row.surface, tier, "true" if row.stream else "false").observe(row.latency_ms / 1000.0)
+        stream = "true" if row.stream else "false"
+        child(self.latency, row.surface, tier, stream).observe(row.latency_ms / 1000.0)
+        if upstream_s is not None and row.status == 200:
+            # Both clocks are perf_counter, the upstream time inside the latency: max() only
+            # guards the float subtraction.
+            child(self.overhead, row.surface, stream).observe(max(0.0, row.latency_ms / 1000.0 - upstream_s))
         if row.ttft_ms is not None:
             child(self.ttft, row.surface, tier).observe(row.ttft_ms / 1000.0)
         if row.provider is not None and row.status >= 400:
@@ -174,7 +198,14 @@ class Metrics:
         """The text exposition, budgets read from the Enforcer first."""
         if self.enforcer is not None:
             await self._read_budgets()
+        if self.multiprocess_dir is not None:
+            return render_all(self.multiprocess_dir)
         return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """This process stops: with shared files, the library's bookkeeping for a dead worker."""
+        if self.multiprocess_dir is not None:
+            worker_exits(self.multiprocess_dir)
 
     async def _read_budgets(self) -> None:
         """Budgets with one counter (global, or a `match` value): a gauge each. A budget that

@@ -97,7 +97,7 @@ class Spans:
         # provider name in the config -> gen_ai.provider.name, worked out once
         self._names = {name: PROVIDER_NAMES.get(kind, name) for name, kind in (provider_kinds or {}).items()}
 
-    def observe(self, row: LedgerRow) -> None:
+    def observe(self, row: LedgerRow, upstream_s: float | None = None) -> None:
         provider = None if row.provider is None else self._names.get(row.provider, row.provider)
         attrs = span_attributes(row, provider)
         name = f"{attrs['gen_ai.operation.name']} {row.requested_model or row.served_model or ''}".strip()

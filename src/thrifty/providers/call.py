@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator
 
 from thrifty.contract import Answer, Attempt, Call
 from thrifty.contract.usage import Usage
@@ -51,14 +51,19 @@ class ProviderCall:
             answer.events = self._events(call, answer)
             return answer
         if not self._on:
-            return self._whole(call, await route.provider.complete(body, call.headers))
+            clock = time.perf_counter()
+            try:
+                resp = await route.provider.complete(body, call.headers)
+            finally:
+                call.upstream_s += time.perf_counter() - clock
+            return self._whole(call, resp)
         rel = self.reliability
         started = rel.clock()
         if not rel.breakers.allow(route.deployment):
             return await self._complete_again(call, started, None)
         sent_at = time.time()
         try:
-            resp = await self._send(route, body, call.headers, rel.deadline_from(started))
+            resp = await self._send(call, rel.deadline_from(started))
         except GatewayError as err:
             return await self._complete_again(call, started, err, sent_at)
         rel.breakers.success(route.deployment)
@@ -83,7 +88,7 @@ class ProviderCall:
             assert route is not None and call.upstream_body is not None
             sent_at = time.time()
             try:
-                resp = await self._send(route, call.upstream_body, call.headers, plan.deadline)
+                resp = await self._send(call, plan.deadline)
             except GatewayError as exc:
                 err = exc
                 continue
@@ -107,11 +112,12 @@ class ProviderCall:
             route = call.route
             assert route is not None and call.upstream_body is not None
             upstream = route.provider.stream(call.upstream_body, call.headers)
-            sent_at = time.time()
+            sent_at, clock = time.time(), time.perf_counter()
             try:
                 first = await self._first(upstream, route, deadline)
                 break
             except GatewayError as err:
+                call.upstream_s += time.perf_counter() - clock
                 if not self._on:
                     raise
                 if plan is None or fallback is None:
@@ -133,6 +139,9 @@ class ProviderCall:
                 if self._on:
                     rel.breakers.failure(route.deployment)
                 raise
+        # The stream's time upstream, its events' relay to the client included (nothing here can
+        # tell the two apart without timing every event).
+        call.upstream_s += time.perf_counter() - clock
         for out in translator.close():
             yield out
         answer.usage = translator.usage
@@ -163,8 +172,10 @@ class ProviderCall:
             call.discarded.append(Attempt(why=f"retried: {err.message}"[:500], deployment=call.route,
                                           tier=call.tier, usage=Usage(), cost=None, started_at=sent_at,
                                           finished_at=time.time(), retries=call.retries, status=err.status))
-        if delay > 0:
+        if delay > 0:  # waited because of the provider: counted as its time, not the gateway's
+            clock = time.perf_counter()
             await self.reliability.sleep(delay)
+            call.upstream_s += time.perf_counter() - clock
         await fallback.switch(call, name, after_cut=cut)
         call.retries += 1
 
@@ -179,16 +190,22 @@ class ProviderCall:
             raise deadline_error(route.deployment, self.reliability.config.deadline_s)
         return left
 
-    async def _send(self, route: Route, body: dict[str, Any], headers: Mapping[str, str],
-                    deadline: float | None) -> dict[str, Any]:
+    async def _send(self, call: Call, deadline: float | None) -> dict[str, Any]:
+        """One attempt of a whole answer, to the call's current deployment; its time is the call's
+        `upstream_s`, failed or not."""
+        route, body, headers = call.route, call.upstream_body, call.headers
+        assert route is not None and body is not None
         left = self._left(deadline, route)
-        if left is None:
-            return await route.provider.complete(body, headers)
+        clock = time.perf_counter()
         try:
+            if left is None:
+                return await route.provider.complete(body, headers)
             async with asyncio.timeout(left):
                 return await route.provider.complete(body, headers)
         except TimeoutError:
             raise deadline_error(route.deployment, self.reliability.config.deadline_s) from None
+        finally:
+            call.upstream_s += time.perf_counter() - clock
 
     async def _first(self, upstream: AsyncIterator[dict[str, Any]], route: Route,
                      deadline: float | None) -> dict[str, Any] | None:
