@@ -1,6 +1,6 @@
 """The end-to-end proof: a labelled SaaS-like mix, all-frontier and direct vs through Thrifty.
 
-    python bench/e2e.py [--n 400] [--json] [--out bench/results/e2e.json]
+    python bench/e2e.py [--n 400] [--json] [--out bench/results/e2e.json] [--learned | --policy FILE]
 
 Both runs are real processes over loopback HTTP: `thrifty emulate --config` replays the
 recorded per-model answers of the mix (bench/e2e_mix.py says what each cohort's quality means),
@@ -19,8 +19,13 @@ the batch lane for the deferred slice).
 `--json` prints {"baseline": {"usd", "quality"}, "thrifty": {"usd", "quality"}, "levers":
 {lever: saved_usd}, "cohorts": {name: {"baseline_quality", "thrifty_quality", "baseline_usd",
 "thrifty_usd"}}} plus the reconciliation and the target's verdict under other keys; the same
-object is written to --out. Progress goes to stderr when it is a terminal. Needs the shared data
-(THRIFTY_DATA_DIR, default ../shared/data); without it, exits 2 with the reason.
+object is written to --out.
+
+`--learned` trains a routing policy first (`thrifty train router`'s code, on
+`e2e_mix.policy_training_rows`: RouterBench's train files, none of the mix's prompts) and serves
+it on the `trivial` rule; `--policy FILE` serves a policy trained elsewhere; either writes to
+bench/results/e2e_learned.json unless --out says otherwise. Progress goes to stderr when it is a
+terminal. Needs the shared data (THRIFTY_DATA_DIR, default ../shared/data); without it, exits 2 with the reason.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from thrifty.cli import localstack, processes  # noqa: E402
 
 TARGET_SAVING = Decimal("0.70")
 TARGET_QUALITY_LOSS = 1.0  # points, overall and in every cohort
+TRIVIAL_TYPES = ("classification", "extraction", "rewrite")  # the `trivial` rule's request types
+POLICY_RULE = "trivial"  # the rule a learned policy serves on
 CAPS = {"faq": 200, "headlines": 16, "enrichment": 100}  # shaping: each feature's realistic ceiling
 
 
@@ -55,8 +62,12 @@ def emulator_config(outcomes_path: Path) -> dict[str, Any]:
             "recorded": {"path": str(outcomes_path), "models": dict(MODELS)}}
 
 
-def gateway_config(emulator_url: str, ledger_url: str) -> dict[str, Any]:
-    """Every lever on: what an operator would write for this product."""
+def gateway_config(emulator_url: str, ledger_url: str, policy: Path | None = None) -> dict[str, Any]:
+    """Every lever on: what an operator would write for this product.
+
+    With a learned `policy`, the `trivial` rule's tier is the heavy one and the policy sends the
+    requests it trusts the fast tier with there (the router downgrades to a policy's cheap tier,
+    which must sit below the rule's own); the rule's checks still guard what the fast tier answers."""
     config = localstack.local_config(emulator_url, ledger_url)
     config["deployments"] = {
         "gpt-4o": {"provider": "openai", "model": "gpt-4o", "tier": "heavy"},
@@ -73,11 +84,14 @@ def gateway_config(emulator_url: str, ledger_url: str) -> dict[str, Any]:
             {"name": "reasoning", "when": {"request_type": "reasoning"}, "tier": "heavy"},
             {"name": "code", "when": {"request_type": "code"}, "tier": "heavy"},
             {"name": "agents", "when": {"tools": True}, "tier": "heavy"},
-            {"name": "trivial", "when": {"request_type": ["classification", "extraction", "rewrite"]},
+            {"name": POLICY_RULE, "when": {"request_type": list(TRIVIAL_TYPES)},
              "tier": "fast", "checks": ["empty", "refusal", "truncated", "consistency"], "escalate_to": "heavy"},
         ],
         "escalation": {"checks": ["empty", "refusal", "truncated"], "max_steps": 1},
     }
+    if policy is not None:
+        rule = next(r for r in config["routing"]["rules"] if r["name"] == POLICY_RULE)
+        rule.update({"tier": "heavy", "policy": str(policy)})
     config["levers"] = {"prompt_cache": {"enabled": True}, "exact_cache": {"enabled": True},
                         "semantic_cache": {"enabled": True}}
     config["routes"] = [
@@ -89,6 +103,44 @@ def gateway_config(emulator_url: str, ledger_url: str) -> dict[str, Any]:
     # emulator's batches do.
     config["batch"] = {"tick_s": 0.2, "max_wait_s": 1.0, "poll_min_s": 0.5, "poll_max_s": 1.0}
     return config
+
+
+FAST_SERVES_FIRST = "llama-3.1-8b-instant"  # the fast tier's cheapest deployment: what the policy's cheap model is
+
+
+def train_learned_policy(workdir: Path, *, target: float, seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    """A policy for the `trivial` rule, from the train side of the split only: the RouterBench train
+    rows (none of the mix's prompts) that the gateway types as the rule's request types, the cheap
+    model being the one the fast tier serves first and the strong one the frontier's recording.
+    The same code as `thrifty train router --data DATA --config CONFIG --out POLICY --target T`;
+    the threshold is the one it saves (out-of-fold on these rows), never fitted on the mix."""
+    from thrifty.routing.eval import load_setup, read_rows
+    from thrifty.routing.learned_train import train_policy
+
+    data_path, config_path, out = workdir / "policy_train.jsonl", workdir / "policy_setup.yaml", workdir / "policy.json"
+    e2e_mix.write_outcomes(data_path, e2e_mix.policy_training_rows(request_types=TRIVIAL_TYPES))
+    # A routing section alone: deployment names are the outcome rows' model names, tiers as the e2e's.
+    tiers = {"fast": [MODELS[FAST_SERVES_FIRST], *(MODELS[d] for d in MODELS if d not in (FAST_SERVES_FIRST, FRONTIER))],
+             "heavy": [MODELS[FRONTIER]]}
+    localstack.write_config(str(config_path), {"tiers": tiers, "default_tier": "fast"})
+    policy = train_policy(read_rows(str(data_path)), load_setup(str(config_path)), target=target, seed=seed,
+                          strong=MODELS[FRONTIER], weak=MODELS[FAST_SERVES_FIRST],
+                          trained_on={"data": str(data_path), "config": str(config_path), "holdout": 0.0,
+                                      "seed": seed, "held_out_rows": 0})
+    policy.save(str(out))
+    chosen = next((g for g in policy.grid if g["threshold"] == policy.threshold), None)
+    return out, {"trained": True, "rows": policy.trained_on["rows"], "target": target,
+                 "cheap_model": policy.cheap_model, "strong_model": policy.strong_model,
+                 "positive_share": round(policy.trained_on["positive_share"], 4), "threshold": policy.threshold,
+                 "expected_on_train": chosen}
+
+
+def describe_policy(path: Path) -> dict[str, Any]:
+    from thrifty.routing.learned import load_policy
+
+    policy = load_policy(path)
+    return {"trained": False, "file": str(path), "threshold": policy.threshold, "cheap_model": policy.cheap_model,
+            "strong_model": policy.strong_model, "rows": policy.trained_on.get("rows")}
 
 
 def request_of(item: Item) -> dict[str, Any]:
@@ -192,7 +244,8 @@ def _progress(label: str, total: int, live: bool) -> Callable[[], None]:
 
 
 def run(n: int, *, seed: int = 14, concurrency: int = 8, workdir: Path, live: bool = False,
-        log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+        log: Callable[[str], None] = lambda s: None, policy: Path | None = None, learned: bool = False,
+        policy_target: float = 0.95) -> dict[str, Any]:
     from thrifty.core.savings_report import lever_totals, usd
     from thrifty.ledger import SQLiteLedger
     from thrifty.pricing import PriceBook
@@ -204,6 +257,12 @@ def run(n: int, *, seed: int = 14, concurrency: int = 8, workdir: Path, live: bo
     emu_cfg = localstack.write_config(str(workdir / "emulator.yaml"), emulator_config(outcomes_path))
     prices = PriceBook()
     ledger_path = workdir / "ledger.db"
+    policy_info: dict[str, Any] | None = None
+    if learned:
+        policy, policy_info = train_learned_policy(workdir, target=policy_target)
+        log(f"e2e: learned policy on {policy_info['rows']} train-side rows, threshold {policy_info['threshold']:.4f}")
+    elif policy is not None:
+        policy_info = describe_policy(policy)
     log(f"e2e: {len(items)} calls in {len({i.cohort for i in items})} cohorts; work folder {workdir}")
     with processes.start_emulator(log_path=str(workdir / "emulator.log"), extra=["--config", emu_cfg]) as emu:
         base = asyncio.run(send_all(emu.url, "emulator-key", items, through_gateway=False, concurrency=concurrency,
@@ -211,7 +270,7 @@ def run(n: int, *, seed: int = 14, concurrency: int = 8, workdir: Path, live: bo
         base_billing = _billing(emu.url)
         urllib.request.urlopen(urllib.request.Request(f"{emu.url}/_emulator/reset", method="POST")).close()
         config_path = localstack.write_config(str(workdir / "thrifty.yaml"),
-                                              gateway_config(emu.url, f"sqlite:///{ledger_path}"))
+                                              gateway_config(emu.url, f"sqlite:///{ledger_path}", policy))
         gw = processes.start_gateway(config_path, log_path=str(workdir / "gateway.log"), env={"PYTHONUNBUFFERED": "1"})
         try:
             thr = asyncio.run(send_all(gw.url, localstack.DEMO_KEY, items, through_gateway=True, concurrency=concurrency,
@@ -281,6 +340,7 @@ def run(n: int, *, seed: int = 14, concurrency: int = 8, workdir: Path, live: bo
         "errors": sorted({r["error"] for r in (*base, *thr) if r["error"]})[:5],
         "config": {"frontier": FRONTIER, "models": dict(MODELS), "shares": dict(e2e_mix.SHARES), "seed": seed,
                    "n": n, "concurrency": concurrency},
+        "policy": policy_info,  # None: rules only
         "seconds": round(time.monotonic() - started, 1),
         "workdir": str(workdir),
     }
@@ -321,6 +381,12 @@ def print_report(r: dict[str, Any]) -> None:
     rec = r["reconcile"]
     print(f"\nledger ${rec['ledger_usd']} vs emulator invoice ${rec['thrifty_invoice_usd']}; baseline invoice "
           f"${rec['baseline_invoice_usd']} vs the ledger's counterfactual ${rec['ledger_baseline_usd']}")
+    pol = r.get("policy")
+    if pol:
+        origin = f"trained on {pol['rows']} train-side rows (target {pol['target']:g})" if pol["trained"] \
+            else f"from {pol['file']}"
+        print(f"learned policy on the `{POLICY_RULE}` rule: {pol['cheap_model']} vs {pol['strong_model']}, "
+              f"threshold {pol['threshold']:.4f}, {origin}")
     verdict = "met" if r["target"]["met"] else "NOT met"
     print(f"target (-70% cost, <= 1 point lost overall and per cohort): {verdict}; saving {r['saving']:.1%}, "
           f"{r['quality_loss_points']:+.2f} points lost overall, worst cohort {r['worst_cohort']['name']} "
@@ -337,8 +403,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=14, help="seed of the mix's draw (default 14)")
     ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    ap.add_argument("--out", default=str(ROOT / "bench/results/e2e.json"), help="where the JSON report is written")
+    ap.add_argument("--out", help="where the JSON report is written (default bench/results/e2e.json; "
+                                  "with --learned or --policy, bench/results/e2e_learned.json)")
     ap.add_argument("--workdir", help="ledger, configs and logs (default: a new temporary folder)")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--learned", action="store_true",
+                     help="train a learned routing policy on RouterBench's train files (none of the mix's prompts) "
+                          "and serve it on the `trivial` rule")
+    how.add_argument("--policy", metavar="FILE", help="serve this learned routing policy on the `trivial` rule")
+    ap.add_argument("--policy-target", type=float, default=0.95, metavar="SHARE",
+                    help="with --learned: the saved threshold reaches this share of the strong model's quality, "
+                         "out of fold on the training rows (default 0.95, as `thrifty train router --target`)")
     args = ap.parse_args(argv)
     if args.n < 20:
         print("e2e: --n must be at least 20 (one call per cohort needs a few)", file=sys.stderr)
@@ -346,7 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1:
         print("e2e: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    reason = e2e_mix.missing_data()
+    if not 0.0 < args.policy_target <= 1.5:
+        print(f"e2e: --policy-target must be in (0, 1.5], got {args.policy_target}", file=sys.stderr)
+        return 2
+    if args.policy and not Path(args.policy).is_file():
+        print(f"e2e: --policy {args.policy}: no such file", file=sys.stderr)
+        return 2
+    reason = e2e_mix.missing_data(train_side=args.learned)
     if reason:
         print(f"e2e: {reason}", file=sys.stderr)
         return 2
@@ -354,8 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     report = run(args.n, seed=args.seed, concurrency=args.concurrency, workdir=work,
-                 live=sys.stderr.isatty(), log=log)
-    out = Path(args.out)
+                 live=sys.stderr.isatty(), log=log, policy=Path(args.policy).resolve() if args.policy else None,
+                 learned=args.learned, policy_target=args.policy_target)
+    out = Path(args.out or ROOT / "bench/results" / ("e2e_learned.json" if args.learned or args.policy
+                                                     else "e2e.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:

@@ -51,8 +51,13 @@ MODELS = {"gpt-4o": "gpt-4-1106-preview", "gpt-4o-mini": "gpt-3.5-turbo-1106",
 SHARES = {"faq": 0.30, "headlines": 0.20, "gsm8k": 0.08, "arc-challenge": 0.10, "mbpp": 0.07,
           "winogrande": 0.10, "enrichment": 0.15}
 FAQ_INTENTS = 8  # the most frequent banking77 intents of the test split
+# The mix draws its RouterBench cohorts only from the published test files; a learned routing
+# policy (`bench/e2e.py --learned`) trains only on the train files, less any prompt whose text is
+# also in a test file (2 MBPP prompts are in both), so no prompt of the mix is ever trained on.
 ROUTERBENCH_FILES = {"arc-challenge": "arc_challenge_test.csv", "mbpp": "mbpp_test.csv",
                      "winogrande": "winograde_test.csv"}
+ROUTERBENCH_TRAIN_FILES = {"arc-challenge": "arc_challenge_train.csv", "mbpp": "mbpp_train.csv",
+                           "winogrande": "winograde_train.csv"}
 
 ENRICH_SYSTEM = "Tag this customer message with one topic and three search keywords, on one line."
 
@@ -77,12 +82,14 @@ def data_dir() -> Path:
     return Path(os.environ.get("THRIFTY_DATA_DIR", "../shared/data"))
 
 
-def missing_data(root: Path | None = None) -> str | None:
-    """Why the mix cannot be built here, or None when the shared data is in place."""
+def missing_data(root: Path | None = None, *, train_side: bool = False) -> str | None:
+    """Why the mix (and with `train_side`, a policy's training rows) cannot be built here, or None
+    when the shared data is in place."""
     root = root or data_dir()
     need = ["prompts/banking77/test.csv", "prompts/headlines/HEADLINES_test.csv",
             "prompts/headlines/HEADLINES_prefix_e8.txt", "prompts/gsm8k/test.jsonl", "prompts/clinc150/data_full.json",
-            *(f"routing/routerbench_subset/{f}" for f in ROUTERBENCH_FILES.values())]
+            *(f"routing/routerbench_subset/{f}" for f in ROUTERBENCH_FILES.values()),
+            *(f"routing/routerbench_subset/{f}" for f in ROUTERBENCH_TRAIN_FILES.values() if train_side)]
     absent = [p for p in need if not (root / p).exists()]
     if absent:
         return f"shared data not found under {root} ({absent[0]}...): set THRIFTY_DATA_DIR"
@@ -175,6 +182,30 @@ def build_mix(n: int, seed: int = 14, root: Path | None = None) -> tuple[list[It
                                          {"role": "user", "content": text}], max_tokens=60, defer=True))
     rng.shuffle(items)
     return items, outcomes
+
+
+def policy_training_rows(root: Path | None = None, request_types: tuple[str, ...] | None = None) -> list[dict]:
+    """The train side of the split: RouterBench train rows (outcomes of the recorded models only)
+    whose prompt is in no test file, in the `thrifty eval router` shape. With `request_types`, only
+    the prompts the gateway types as one of them: the traffic of the rule the policy will serve."""
+    from thrifty.routing.features import features_from_prompt
+
+    root = root or data_dir()
+    folder = root / "routing/routerbench_subset"
+    test_prompts = {r["prompt"] for cohort, name in ROUTERBENCH_FILES.items()
+                    for r in routing_data.routerbench_rows(folder / name, cohort)}
+    recorded = list(dict.fromkeys(MODELS.values()))
+    rows = []
+    for cohort, name in ROUTERBENCH_TRAIN_FILES.items():
+        for r in routing_data.routerbench_rows(folder / name, cohort):
+            if r["prompt"] in test_prompts or not all(m in r["outcomes"] for m in recorded):
+                continue
+            if request_types is not None and features_from_prompt(r["prompt"]).request_type not in request_types:
+                continue
+            rows.append({"prompt": r["prompt"], "cohort": cohort,
+                         "outcomes": {m: {"score": r["outcomes"][m]["score"], "cost_usd": r["outcomes"][m]["cost_usd"]}
+                                      for m in recorded}})
+    return rows
 
 
 def score(item: Item, answer: str | None, served_model: str | None) -> float:

@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
+import e2e  # noqa: E402
 import e2e_mix  # noqa: E402
 
 RECORDED = list(dict.fromkeys(e2e_mix.MODELS.values()))
@@ -25,15 +26,16 @@ INTENTS = {"card_arrival": ["Where is my new card?", "My card has not arrived ye
                              "Which rate applies abroad?"]}
 
 
-def _routerbench(path: Path, prompts: list[str]) -> None:
-    """RouterBench's CSV shape: the frontier scores 1, the cheaper models 0 with other answers."""
+def _routerbench(path: Path, prompts: list[str], cheap_right: set[int] = frozenset()) -> None:
+    """RouterBench's CSV shape: the frontier scores 1, the cheaper models 0 with other answers
+    (1 on the rows in `cheap_right`)."""
     cols = ["", "sample_id", "prompt", "eval_name", *RECORDED, *(f"{m}|total_cost" for m in RECORDED),
             *(f"{m}|model_response" for m in RECORDED)]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for i, p in enumerate(prompts):
-            scores = [1.0 if m == e2e_mix.MODELS[e2e_mix.FRONTIER] else 0.0 for m in RECORDED]
+            scores = [1.0 if m == e2e_mix.MODELS[e2e_mix.FRONTIER] or i in cheap_right else 0.0 for m in RECORDED]
             answers = [repr([f"Answer {'A' if s else 'B'} for item {i}"]) for s in scores]
             w.writerow([i, f"{path.stem}.{i}", repr([p]), path.stem, *scores, *([0.001] * len(RECORDED)), *answers])
 
@@ -103,19 +105,40 @@ def test_missing_data_is_one_line(tmp_path):
     assert proc.stderr.startswith("e2e: shared data not found under") and proc.stderr.count("\n") == 1
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    data = make_data(tmp / "data")
+def test_bad_policy_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "bench/e2e.py"), "--policy", str(tmp_path / "none.json")],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("e2e: --policy") and proc.stderr.count("\n") == 1
+
+
+def _run_e2e(tmp: Path, data: Path, *extra: str) -> dict:
     out = tmp / "e2e.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench/e2e.py"), "--n", "30", "--json", "--out", str(out),
-                           "--workdir", str(tmp / "work"), "--concurrency", "4"],
+                           "--workdir", str(tmp / "work"), "--concurrency", "4", *extra],
                           capture_output=True, text=True, timeout=240,
                           env={**__import__("os").environ, "THRIFTY_DATA_DIR": str(data)})
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     printed = json.loads(proc.stdout)
     assert printed == json.loads(out.read_text())
     return printed
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    return _run_e2e(tmp, make_data(tmp / "data"))
+
+
+def test_learned_run_serves_its_policy(tmp_path):
+    """`--learned`: trained on the train side, served on the `trivial` rule, the figures still add up."""
+    report = _run_e2e(tmp_path, make_train_data(make_data(tmp_path / "data")), "--learned")
+    assert report["policy"]["trained"] and report["policy"]["rows"] == 24 and report["policy"]["target"] == 0.95
+    config = __import__("yaml").safe_load((tmp_path / "work/thrifty.yaml").read_text())
+    rule = next(r for r in config["routing"]["rules"] if r["name"] == "trivial")
+    assert rule["policy"] == str(tmp_path / "work/policy.json") and rule["tier"] == "heavy"
+    assert report["failed"] == {"baseline": 0, "thrifty": 0}
+    assert_figures_add_up(report)
 
 
 def test_json_contract(report):
@@ -136,6 +159,11 @@ def test_baseline_quality_is_the_frontiers(report):
 
 
 def test_figures_add_up(report):
+    assert report["policy"] is None  # rules only unless asked
+    assert_figures_add_up(report)
+
+
+def assert_figures_add_up(report):
     rec = {k: Decimal(v) for k, v in report["reconcile"].items() if k.endswith("_usd")}
     assert rec["ledger_usd"] == rec["thrifty_invoice_usd"] > 0  # the ledger is the provider's bill
     assert rec["baseline_invoice_usd"] == rec["baseline_priced_calls_usd"] > 0
@@ -147,3 +175,58 @@ def test_figures_add_up(report):
     assert report["saving"] == pytest.approx(1 - report["thrifty"]["usd"] / report["baseline"]["usd"], abs=1e-4)
     quality = sum(c["thrifty_quality"] * c["calls"] for c in cohorts) / report["calls"]
     assert report["thrifty"]["quality"] == pytest.approx(quality, abs=0.01)
+
+
+def _wino(i: int) -> str:
+    """Winogrande's shape in RouterBench: worked examples, then the question (longer than ARC's)."""
+    shot = ("Please answer with the letter of the correct answer.\n\nSam gave Alex the book because _ had "
+            "finished reading it.\nA) Sam\nB) Alex\nPrint only a single choice from \"A\" or \"B\" without "
+            "explanation. Answer:")
+    return "\nA\n\n".join([shot] * 4) + f" ({i})"
+
+
+def make_train_data(root: Path) -> Path:
+    """The train side: short ARC-like prompts the cheap models get right, long Winogrande-like ones
+    they get wrong, one code prompt, and one prompt that is also in a test file (left out)."""
+    rb = root / "routing/routerbench_subset"
+    arc = [f"Which is a planet? ({i})\nA. Mars\nB. Moon\nC. Sun\nD. Io\nAnswer:" for i in range(12)]
+    wino = [_wino(i) for i in range(12)]
+    dup = "Which gas do plants take in? (0)\nA. oxygen\nB. carbon dioxide\nC. helium\nD. neon\nAnswer:"
+    _routerbench(rb / "arc_challenge_train.csv", [*arc, dup], cheap_right=set(range(12)))
+    _routerbench(rb / "winograde_train.csv", wino)
+    _routerbench(rb / "mbpp_train.csv", ["Write a python function to reverse a string."])
+    return root
+
+
+def test_policy_trains_only_on_the_train_side(tmp_path):
+    root = make_train_data(make_data(tmp_path))
+    rows = e2e_mix.policy_training_rows(root)
+    prompts = {r["prompt"] for r in rows}
+    mix, _ = e2e_mix.build_mix(40, root=root)
+    assert len(rows) == 25 and not prompts & {i.prompt for i in mix}  # the duplicate of a test prompt is out
+    assert all(set(r["outcomes"]) == set(RECORDED) for r in rows)
+    typed = e2e_mix.policy_training_rows(root, request_types=e2e.TRIVIAL_TYPES)
+    assert {r["cohort"] for r in typed} == {"arc-challenge", "winogrande"}  # the code prompt is not the rule's
+    assert e2e_mix.missing_data(root, train_side=True) is None
+    assert "arc_challenge_train.csv" in e2e_mix.missing_data(make_data(tmp_path / "bare"), train_side=True)
+
+
+def test_learned_policy_is_served_on_the_trivial_rule(tmp_path, monkeypatch):
+    from thrifty.routing.eval import build_router, load_setup
+    from thrifty.routing.features import features_from_prompt
+
+    monkeypatch.setenv("THRIFTY_DATA_DIR", str(make_train_data(make_data(tmp_path / "data"))))
+    path, info = e2e.train_learned_policy(tmp_path, target=0.95)
+    assert info["trained"] and info["rows"] == 24
+    assert (info["cheap_model"], info["strong_model"]) == (e2e_mix.MODELS["llama-3.1-8b-instant"],
+                                                           e2e_mix.MODELS[e2e_mix.FRONTIER])
+    config = e2e.gateway_config("http://127.0.0.1:1", "sqlite:///x.db", path)
+    rule = next(r for r in config["routing"]["rules"] if r["name"] == "trivial")
+    assert rule["tier"] == "heavy" and rule["policy"] == str(path) and "consistency" in rule["checks"]
+    setup = load_setup(__import__("thrifty.cli.localstack", fromlist=["x"]).write_config(
+        str(tmp_path / "thrifty.yaml"), config))
+    router = build_router(setup.routing, setup)  # loads the policy as the gateway does
+    easy = "Which is a planet? (99)\nA. Mars\nB. Moon\nC. Sun\nD. Io\nAnswer:"
+    hard = _wino(99)
+    assert router.decide(features_from_prompt(easy), e2e_mix.FRONTIER).tier == "fast"
+    assert router.decide(features_from_prompt(hard), e2e_mix.FRONTIER).tier == "heavy"
