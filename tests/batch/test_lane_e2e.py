@@ -59,6 +59,12 @@ def _rows(stack, where: str = "1=1", params=()):
             con.close()
 
 
+def _rows_when(stack, where: str, n: int, params=()):
+    """The rows matching `where` once there are `n` of them: a line's row is journaled before its
+    job reads as done, and the ledger's writer puts it in the database a moment later."""
+    return _wait(lambda: _rows(stack, where, params), lambda rows: len(rows) == n)
+
+
 def _wait(fn, done, timeout=20.0):
     deadline = time.time() + timeout
     while True:
@@ -107,7 +113,8 @@ def test_openai_batch_through_the_lane(lane):
     assert [b.id for b in client.batches.list(limit=5).data][0] == b.id
     # One ledger row per line, lane batch, priced at the batch price; the batch discount is the
     # client's own (it asked for a batch), never a saving: baseline == cost.
-    rows = {r[0]: r for r in _rows(lane, "lane = 'batch'")}
+    rows = {r[0]: r for r in _wait(lambda: _rows(lane, "lane = 'batch'"),
+                                   lambda rows: sum(r[2] == 200 for r in rows) >= 2)}
     ok = [r for r in rows.values() if r[2] == 200]
     assert len(ok) >= 2
     for r in ok:
@@ -134,7 +141,7 @@ def test_an_embeddings_batch_at_half_price(lane):
     for line in client.files.content(done.output_file_id).text.splitlines():
         body = json.loads(line)["response"]["body"]
         assert body["object"] == "list" and len(body["data"]) == 2 and body["data"][0]["embedding"]
-        (row,) = [r for r in _rows(lane, "lane = 'batch' AND status = 200") if r[0] == json.loads(line)["response"]["request_id"]]
+        (row,) = _rows_when(lane, "request_id = ?", 1, (json.loads(line)["response"]["request_id"],))
         expected = PRICES.cost("text-embedding-3-small", Usage(input_tokens=row[6]), provider="openai", batch=True).total
         assert row[6] > 0 and Decimal(row[3]) == expected
 
@@ -213,7 +220,9 @@ def test_deferred_call_is_answered_later_at_half_price(lane):
     inter = httpx.post(lane.url + "/v1/chat/completions", json=body,
                        headers={"authorization": f"Bearer {lane.key}", "x-thrifty-cache": "no-store"})
     assert inter.status_code == 200
-    (row,) = _rows(lane, "request_id = ?", (rid,))
+    # The row is journaled before the job reads as completed; the ledger's writer puts it in the
+    # database a moment later.
+    (row,) = _rows_when(lane, "request_id = ?", 1, (rid,))
     assert row[1] == "deferred" and row[2] == 200
     cost, baseline = Decimal(row[3]), Decimal(row[4])
     assert cost * 2 == baseline  # gpt-4o-mini's batch price is half its interactive price
@@ -253,8 +262,9 @@ def test_ledger_equals_the_emulators_invoice_at_batch_prices(lane):
     billing = lane.billing()["batch"]
     invoice = invoice_from_billing({"models": {}, "batch": billing}, PRICES)  # at batch prices
     expected = sum(invoice.values(), Decimal(0))
-    rows = _rows(lane, "lane IN ('batch', 'deferred') AND status = 200 AND cost_usd IS NOT NULL "
-                       "AND cache NOT IN ('exact', 'semantic')")  # cache hits never reached the provider
+    rows = _rows_when(lane, "lane IN ('batch', 'deferred') AND status = 200 AND cost_usd IS NOT NULL "
+                            "AND cache NOT IN ('exact', 'semantic')",  # cache hits never reached the provider
+                      billing["totals"]["requests"])
     ledger = sum((Decimal(r[3]) for r in rows), Decimal(0))
     assert billing["totals"]["requests"] == len(rows) > 0
     assert ledger == expected
@@ -332,8 +342,8 @@ def test_a_gateway_killed_mid_job_resumes_polling_and_bills_each_line_once(tmp_p
         assert len(emulator_batches()) == 1  # never submitted twice
         billed = s.billing()["batch"]["totals"]["requests"]
         assert billed == 4
-        rows = _rows(s, "lane = 'batch'")
-        assert len(rows) == 4 and all(r[2] == 200 for r in rows)
+        rows = _rows_when(s, "lane = 'batch'", 4)
+        assert all(r[2] == 200 for r in rows)
     finally:
         gw.stop()
         s.emulator.stop()
@@ -372,8 +382,9 @@ def test_partial_failure_expiry_and_a_provider_without_a_batch_api(tmp_path):
         assert out == {"ok", "azure"}
         (err,) = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
         assert err["custom_id"] == "boom" and err["response"]["status_code"] == 500
-        rows = {r[5]: r for r in _rows(s, "lane = 'batch' AND status = 200")}
-        az = [r for r in _rows(s, "lane = 'batch' AND status = 200") if r[0] != rows.get("gpt-4o-mini", (None,))[0]]
+        ok = _rows_when(s, "lane = 'batch' AND status = 200", 2)
+        rows = {r[5]: r for r in ok}
+        az = [r for r in ok if r[0] != rows.get("gpt-4o-mini", (None,))[0]]
         assert az, rows
         billing = s.billing()
         assert billing["batch"]["totals"]["requests"] == 1  # only "ok" ran as a provider batch line
@@ -401,9 +412,29 @@ def test_lines_the_provider_did_not_run_in_time_expire(tmp_path):
         assert done.status == "expired" and done.request_counts.failed == 1
         (err,) = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
         assert err["error"]["code"] == "batch_expired"
-        (row,) = _rows(s, "lane = 'batch'")
+        (row,) = _rows_when(s, "lane = 'batch'", 1)
         assert row[9] == "batch_expired" and Decimal(row[3]) == 0
         assert s.billing()["batch"]["totals"]["requests"] == 0  # expired lines are not billed
+    finally:
+        s.gateway.stop()
+        s.emulator.stop()
+
+
+def test_a_deferral_asked_of_a_gateway_without_the_lane_is_a_400(tmp_path):
+    def edit(cfg):
+        cfg["batch"] = {"enabled": False}
+
+    s = start_stack(tmp_path, edit=edit)
+    try:
+        headers = {"authorization": f"Bearer {s.key}"}
+        r = httpx.post(s.url + "/v1/chat/completions", json=_chat("gpt-4o-mini", "x"),
+                       headers={**headers, "x-thrifty-defer": "24h"})
+        assert r.status_code == 400 and "batch lane is off" in r.json()["error"]["message"]
+        r = httpx.post(s.url + "/v1/chat/completions", json=_chat("gpt-4o-mini", "x"),
+                       headers={**headers, "x-thrifty-defer": "false"})
+        assert r.status_code == 200
+        r = httpx.get(s.url + "/v1/batches", headers=headers)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "batch_lane_disabled"
     finally:
         s.gateway.stop()
         s.emulator.stop()

@@ -17,7 +17,7 @@ import orjson
 
 from thrifty import jsonutil
 from thrifty.api import attribution
-from thrifty.api.batches import defer_window
+from thrifty.api.batches import DEFER_HEADER, defer_window
 from thrifty.api.asgi import (
     Receive, Scope, Send, end_stream, parse_json, read_body, send_response, start_stream, stream_chunk,
 )
@@ -80,7 +80,10 @@ async def handle_chat(gw: Gateway, flow: Next, wire: Wire, scope: Scope, receive
     http = _Http(gw, wire, send, ex, clock0)
     try:
         call = await http.read_call(receive, headers, tenant)
-        window = None if deferrer is None else defer_window(headers, call.policy.defer)
+        window = defer_window(headers, call.policy.defer and deferrer is not None)
+        if window is not None and deferrer is None:  # asked for by the client, but the lane is off
+            raise InvalidRequest(f"{DEFER_HEADER}: the batch lane is off on this gateway (batch.enabled: "
+                                 "false); send the call without it to be answered now", param=DEFER_HEADER)
         if window is not None and deferrer is not None:
             await http.deferred(await deferrer(call, window, headers))
             return

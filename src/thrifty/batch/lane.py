@@ -514,10 +514,14 @@ class BatchLane:
             answer, call, result = self._outcome(line, job, r, route)
             done.append((line.id, result["outcome"], result))
             after.append((line, job, answer, call, result))
-        changed = set(await self.store.run(self.store.finish, done))
+        # The ledger rows first (journaled, so durable once record() returns), the lines' final state
+        # after: a crash in between leaves the lines open, their results are read again at the next
+        # poll, and recording them again changes nothing (a ledger row is written once per request
+        # id, a settled hold settles no more, a cache entry is overwritten with the same answer).
+        # The other order could lose a billed line's row.
         for line, job, answer, call, result in after:
-            if line.id in changed:  # recorded, settled and cached once, by whoever changed it
-                await self._settle(line, answer, call, job, result)
+            await self._settle(line, answer, call, job, result)
+        changed = await self.store.run(self.store.finish, done)
         return len(changed)
 
     def _outcome(self, line: Line, job: Job, r: LineResult, route: Any
@@ -689,9 +693,9 @@ class BatchLane:
                 log.exception("batch lane: line %s failed on the interactive path", line.id)
                 answer, result = None, {**_error_result(
                     wire, UpstreamError(f"internal error: {type(exc).__name__}"), line.id), "interactive": True}
-            changed = await self.store.run(self.store.finish, [(line.id, result["outcome"], result)])
-            if changed:
-                self._record(line, job, answer, call if answer is not None else None, result)
+            # Recorded before the line is final, as in _apply: the provider billed this call.
+            self._record(line, job, answer, call if answer is not None else None, result)
+            await self.store.run(self.store.finish, [(line.id, result["outcome"], result)])
             await self._maybe_end(job.id)
 
     # -- cancel, expiry, the end of a job --------------------------------------------------------
