@@ -112,10 +112,14 @@ class Provider(ABC):
 
     async def post_json(self, url: str, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
         """POST `body` to `url` (one of this provider's endpoints); its JSON answer, errors translated."""
+        return await self.post_bytes(url, jsonutil.dumps(body), self._headers(client_headers))
+
+    async def post_bytes(self, url: str, data: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+        """POST `data` exactly as given (a signed body must not be serialised again) with exactly
+        `headers`; the JSON answer, every transport and HTTP error translated."""
         assert self._session is not None, "provider not started"
         try:
-            async with self._session.post(url, data=jsonutil.dumps(body),
-                                          headers=self._headers(client_headers)) as resp:
+            async with self._session.post(url, data=data, headers=headers) as resp:
                 if resp.status >= 400:
                     await self._raise_for(resp)
                 raw = await resp.read()

@@ -154,24 +154,8 @@ class BedrockProvider(Provider):
         return URL(url, encoded=True), data, self.signed_headers(url, data, stream=stream)
 
     async def complete(self, body: dict[str, Any], client_headers: Mapping[str, str]) -> dict[str, Any]:
-        assert self._session is not None, "provider not started"
         url, data, headers = self._outgoing(body, stream=False)
-        try:
-            async with self._session.post(url, data=data, headers=headers) as resp:
-                if resp.status >= 400:
-                    await self._raise_for(resp)
-                raw = await resp.read()
-        except GatewayError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise UpstreamTimeout(f"{self.name}: the provider did not answer within "
-                                  f"{self.config.timeout_s:g}s", code=_sent(exc)) from None
-        except aiohttp.ClientError as exc:
-            raise self.connection_failed(exc) from None
-        try:
-            return jsonutil.loads(raw)
-        except ValueError:
-            raise UpstreamError(f"{self.name}: the provider answered with invalid JSON") from None
+        return await self.post_bytes(url, data, headers)  # sent exactly as signed
 
     async def stream(self, body: dict[str, Any],
                      client_headers: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
