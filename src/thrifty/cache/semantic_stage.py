@@ -87,6 +87,7 @@ class SemanticCaching(Stage):
             answer = await call_next(call)
             answer.cache = "unavailable"
             return answer
+        call.embedding = self.cache.recent_vector(text)  # for a learned router downstream, if computed
         if hit is not None:
             entry_record, _score = hit
             try:

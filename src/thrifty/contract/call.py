@@ -59,6 +59,9 @@ class Call:
     # sending to its last event) and the backoff between retries, summed over the attempts
     # (escalations, samples, retries). The latency minus this is the gateway's own overhead.
     upstream_s: float = 0.0
+    # The last user turn's unit embedding, when the semantic cache computed one for this call (a
+    # learned routing policy with an embedding model reuses it instead of embedding again).
+    embedding: Any = None
     # What the levers did, in the order they acted: for the whole call (`effects`), for the current
     # attempt (`attempt_effects`: a budget's downgrade, fallbacks) and for its body (`body_effects`:
     # shaping, prompt caching). Escalation starts a new attempt; preparing a body replaces its effects.

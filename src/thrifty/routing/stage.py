@@ -57,7 +57,7 @@ class ModelRoute(Stage):
         router = self.router
         if router is not None and (router.handles(call.model) or router.config.allow_downgrade):
             features = features_from_body(call.body, call.wire, headers=call.headers, tenant=call.tenant)
-            decision = router.decide(features, call.model)
+            decision = router.decide(features, call.model, embedding=call.embedding)
             route = self.deployments.route(decision.deployment)
             self._routed(call, route, router.handles(call.model))
             call.tier = decision.tier or route.tier

@@ -163,6 +163,11 @@ class SemanticCache:
 
     # -------------------------------------------------------------- bookkeeping
 
+    def recent_vector(self, text: str) -> np.ndarray | None:
+        """`text`'s embedding if this cache computed it lately (no new embedding is made)."""
+        with self._lock:
+            return self._recent.get(text)
+
     def _embed(self, text: str) -> np.ndarray:
         with self._lock:
             vector = self._recent.get(text)
