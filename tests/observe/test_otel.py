@@ -58,6 +58,17 @@ def test_span_per_row_with_genai_conventions(captured):
     assert span.resource.attributes["service.name"] == "thrifty-test"
 
 
+def test_span_splits_latency_into_provider_time_and_gateway_overhead(captured):
+    obs, exporter = captured
+    row = make_row(3, provider="openai", started_at=1_700_000_000.0, finished_at=1_700_000_000.5)
+    obs.observers[0](row, 0.42)
+    obs.observers[0](make_row(4, provider="openai"))  # a row without provider time: no split claimed
+    with_time, without = exporter.get_finished_spans()
+    assert with_time.attributes["thrifty.upstream_s"] == pytest.approx(0.42)
+    assert with_time.attributes["thrifty.overhead_s"] == pytest.approx(0.08)
+    assert "thrifty.upstream_s" not in without.attributes and "thrifty.overhead_s" not in without.attributes
+
+
 def test_failed_call_is_an_error_span_and_unknown_cost_left_out(captured):
     obs, exporter = captured
     obs.observers[0](make_row(2, provider="az", status=502, error_type="upstream_error", cost_usd=None))

@@ -100,6 +100,9 @@ class Spans:
     def observe(self, row: LedgerRow, upstream_s: float | None = None) -> None:
         provider = None if row.provider is None else self._names.get(row.provider, row.provider)
         attrs = span_attributes(row, provider)
+        if upstream_s is not None:  # the provider's share of the latency, and the gateway's own
+            attrs["thrifty.upstream_s"] = upstream_s
+            attrs["thrifty.overhead_s"] = max(0.0, row.finished_at - row.started_at - upstream_s)
         name = f"{attrs['gen_ai.operation.name']} {row.requested_model or row.served_model or ''}".strip()
         span = self.tracer.start_span(name, kind=self._kind, attributes=attrs,
                                       start_time=int(row.started_at * 1e9))
