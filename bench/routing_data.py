@@ -24,13 +24,14 @@ Then, for example:
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import hashlib
 import json
 import os
 import sys
 from pathlib import Path
+
+from thrifty.cli.proof.routerbench import routerbench_rows  # one reader, shared with the proof
 
 csv.field_size_limit(1 << 30)
 
@@ -40,38 +41,6 @@ ARENA_MODELS = ("claude-3-haiku-20240307", "gemini-2.0-flash-001")
 
 def data_dir() -> Path:
     return Path(os.environ.get("THRIFTY_DATA_DIR", "../shared/data")) / "routing"
-
-
-def _text(cell: str) -> str:
-    """RouterBench stores prompts and answers as the repr of a list of strings."""
-    try:
-        value = ast.literal_eval(cell)
-    except (ValueError, SyntaxError):
-        return cell
-    if isinstance(value, list):
-        return "\n\n".join(str(v) for v in value)
-    return str(value)
-
-
-def routerbench_rows(path: Path, cohort: str) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        models = [c for c in reader.fieldnames or [] if c not in ("", "sample_id", "prompt", "eval_name",
-                                                                    "oracle_model_to_route_to") and "|" not in c]
-        rows = []
-        for r in reader:
-            outcomes = {}
-            for m in models:
-                score, cost = r.get(m, ""), r.get(f"{m}|total_cost", "")
-                if score == "" or cost == "":
-                    continue
-                out = {"score": float(score), "cost_usd": float(cost)}
-                answer = r.get(f"{m}|model_response")
-                if answer:
-                    out["answer"] = _text(answer)
-                outcomes[m] = out
-            rows.append({"id": r["sample_id"], "prompt": _text(r["prompt"]), "outcomes": outcomes, "cohort": cohort})
-    return rows
 
 
 def routerarena_rows(folder: Path) -> list[dict]:

@@ -1,6 +1,7 @@
 """bench/e2e.py in miniature: constructed shared data, the real emulator and gateway, the JSON
 contract of `--json`, and that its figures add up (ledger = invoice, levers = baseline - actual,
-cohorts = totals). Not a speed test; the full run is `python bench/e2e.py`."""
+cohorts = totals). The machinery is `thrifty.cli.proof` (bench/e2e.py is its command line).
+Not a speed test; the full run is `python bench/e2e.py`."""
 
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "bench"))
+from thrifty.cli.proof import mix as e2e_mix
+from thrifty.cli.proof import run as e2e
 
-import e2e  # noqa: E402
-import e2e_mix  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 RECORDED = list(dict.fromkeys(e2e_mix.MODELS.values()))
 INTENTS = {"card_arrival": ["Where is my new card?", "My card has not arrived yet.", "When will my card come?"],

@@ -1,4 +1,5 @@
-"""`thrifty demo`: emulator + gateway on loopback, a mixed workload, and where the money went."""
+"""`thrifty demo`: emulator + gateway on loopback, a mixed workload, and where the money went;
+then the end-to-end proof's short form (`thrifty.cli.proof`, what `bench/e2e.py` runs in full)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,47 @@ import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
+PROOF_CALLS = 80  # the short form's mix: bench/e2e.py --n 80 --seed 14
+PROOF_SEED = 14
+PROOF_CONCURRENCY = 8  # bench/e2e.py's default, so the figures are the ones it prints for the same mix
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a local demo: emulator, gateway and a mixed workload",
                        description="Start the provider emulator and the gateway on loopback with "
                                    "embedded defaults (SQLite ledger), drive a small mixed workload "
                                    "through the real openai SDK, and print cost by feature and model "
-                                   "and the saving of each lever against the calls sent directly.")
+                                   "and the saving of each lever against the calls sent directly. "
+                                   "Then the end-to-end proof in short form: a labelled mix (FAQ "
+                                   "paraphrases, headline classification, GSM8K, RouterBench's "
+                                   "ARC/MBPP/Winogrande with recorded per-model answers, a deferred "
+                                   "slice; fixed seed) sent all-frontier and direct to an emulator "
+                                   "replaying the recorded answers, then through a gateway with every "
+                                   "lever on: cost both ways, quality in points per cohort against the "
+                                   "labels, each lever's share of the saving from the ledger, and the "
+                                   "ledger against the emulator's invoice (`python bench/e2e.py` is "
+                                   "the full run). The proof needs the shared data (THRIFTY_DATA_DIR, "
+                                   "default ../shared/data); without it, that section is skipped with "
+                                   "the reason.")
     p.add_argument("--calls", type=int, default=60, help="number of calls in the workload (default 60)")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--latency-scale", type=float, default=0.05,
                    help="scale of the emulator's model latencies (1 = realistic; default 0.05)")
     p.add_argument("--workdir", help="where the ledger and logs go (default: a new temporary folder)")
     p.add_argument("--no-semantic", dest="semantic", action="store_false",
-                   help="leave the semantic cache off (it loads a small local embedding model)")
+                   help="leave the semantic cache off in the workload (it loads a small local embedding "
+                        "model); the proof always runs with every lever on")
+    p.add_argument("--no-proof", dest="proof", action="store_false",
+                   help="skip the end-to-end proof's short form (about 15 s: two more servers and "
+                        "twice its mix of calls)")
+    p.add_argument("--proof-calls", type=int, default=PROOF_CALLS, metavar="N",
+                   help=f"calls in the proof's mix (default {PROOF_CALLS}, seed {PROOF_SEED}; at least 20)")
     p.add_argument("--json", action="store_true",
                    help='print one JSON object: {"calls", "baseline_usd", "actual_usd", "levers": '
-                        '{lever: saved}, "ledger_usd", "invoice_usd", ...}')
+                        '{lever: saved}, "ledger_usd", "invoice_usd", ..., "proof"}; "proof" is '
+                        'what `bench/e2e.py --json` prints ({"baseline": {"usd", "quality"}, '
+                        '"thrifty": {"usd", "quality"}, "levers", "cohorts", ...}), or null with '
+                        '"proof_skipped" saying why')
     p.set_defaults(run=run)
 
 
@@ -39,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.calls < 1:
         print("thrifty demo: --calls must be at least 1", file=sys.stderr)
+        return 2
+    if args.proof and args.proof_calls < 20:
+        print("thrifty demo: --proof-calls must be at least 20 (each cohort needs a few)", file=sys.stderr)
         return 2
     work = Path(args.workdir or tempfile.mkdtemp(prefix="thrifty-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -101,14 +129,51 @@ def run(args: argparse.Namespace) -> int:
         + sum(m["requests"] for m in billing.get("batch", {}).get("models", {}).values()),
         "workdir": str(work),
     }
+    if not args.json:
+        _print_report(report, total, ledger)
+    proof, skipped = _proof(args, work, live=sys.stderr.isatty() and not args.json)
+    report["proof"] = proof
+    if skipped:
+        report["proof_skipped"] = skipped
     if args.json:
         print(json.dumps(report))
     else:
-        _print_report(report, total, ledger, gw.url)
-    return 0 if report["failed"] == 0 else 1
+        _print_proof(proof, skipped)
+        _print_epilogue(report, gw.url)
+    proof_failed = bool(proof and (proof["failed"]["baseline"] or proof["failed"]["thrifty"]))
+    return 0 if report["failed"] == 0 and not proof_failed else 1
 
 
-def _print_report(report: dict, total: dict, ledger, gateway_url: str) -> None:  # type: ignore[no-untyped-def]
+def _proof(args: argparse.Namespace, work: Path, *, live: bool) -> tuple[dict | None, str | None]:
+    """The proof's short form in `work`/proof: (its report, None), or (None, why it was skipped)."""
+    from thrifty.cli.proof import mix, run
+
+    if not args.proof:
+        return None, "--no-proof"
+    reason = mix.missing_data()
+    if reason:
+        return None, reason
+    if not args.json:
+        print(f"\nthe end-to-end proof, short form: {args.proof_calls} labelled calls (seed {PROOF_SEED}), "
+              "all-frontier and direct, then through a gateway with every lever on", flush=True)
+    folder = work / "proof"
+    folder.mkdir(exist_ok=True)
+    return run.run(args.proof_calls, seed=PROOF_SEED, concurrency=PROOF_CONCURRENCY, workdir=folder,
+                   live=live), None
+
+
+def _print_proof(proof: dict | None, skipped: str | None) -> None:
+    from thrifty.cli.proof.report import print_report
+
+    if proof is None:
+        print(f"\nthe end-to-end proof (short form): skipped, {skipped}")
+        return
+    print_report(proof)
+    print(f"(the short form of `python bench/e2e.py --n {proof['config']['n']} --seed {proof['config']['seed']}`, "
+          f"{proof['seconds']:g} s; every call's score both ways: {proof['workdir']}/calls.jsonl)")
+
+
+def _print_report(report: dict, total: dict, ledger) -> None:  # type: ignore[no-untyped-def]
     from thrifty.core.savings_report import waterfall
     from thrifty.ledger import RowFilter
 
@@ -133,6 +198,9 @@ def _print_report(report: dict, total: dict, ledger, gateway_url: str) -> None: 
           f"requests (the provider's own count, priced from the catalog)")
     if report["failed"]:
         print(f"{report['failed']} calls failed; see {report['workdir']}/gateway.log")
+
+
+def _print_epilogue(report: dict, gateway_url: str) -> None:
     print(f"""
 Point your own client at a gateway the same way (after `thrifty serve --config thrifty.yaml`):
   from openai import OpenAI
@@ -141,3 +209,5 @@ Point your own client at a gateway the same way (after `thrifty serve --config t
                                  extra_headers={{"x-thrifty-feature": "support-chat"}})
   # Anthropic SDK: Anthropic(base_url="http://127.0.0.1:8080", api_key="<virtual key>")
 The demo's config and ledger are in {report['workdir']} (this run's gateway was {gateway_url}).""")
+    if report.get("proof"):
+        print(f"The proof's configs, ledger and logs are in {report['proof']['workdir']}.")

@@ -1,4 +1,4 @@
-"""The labelled, SaaS-like mix of `bench/e2e.py`, built from the shared data (never copied here).
+"""The labelled, SaaS-like mix of the end-to-end proof, built from the shared data (never copied here).
 
 Each item is one call a product makes, tagged with its cohort (sent as `x-thrifty-feature`) and
 with what scoring it needs. The recorded outcomes (`outcomes`) go to `thrifty emulate`'s
@@ -16,7 +16,7 @@ Cohorts and what their quality means (points 0-100 against the labels):
 - `gsm8k`: grade-school math. Only the frontier model is assigned the gold answer; no cheaper model
   has recorded outcomes, so an answer from one counts as wrong (a routing mistake costs quality).
 - `arc-challenge`, `mbpp`, `winogrande`: RouterBench's prompts with every model's recorded 0/1
-  score and answer text (converted with bench/routing_data.py): routing quality is real.
+  score and answer text (read by `routerbench.py`): routing quality is real.
 - `enrichment`: catalogue enrichment that no user waits for (`x-thrifty-defer: 24h`, the batch
   lane); quality = a non-empty answer came back.
 
@@ -31,14 +31,11 @@ import json
 import os
 import random
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import routing_data  # noqa: E402  (bench/routing_data.py: RouterBench CSV -> outcomes rows)
+from thrifty.cli.proof.routerbench import routerbench_rows
 
 # emulator model -> the recorded model it replays. Chosen by kind (OpenAI's frontier and small
 # models of the recording's generation; an open-weight model served by a fast host), not by score.
@@ -167,7 +164,7 @@ def build_mix(n: int, seed: int = 14, root: Path | None = None) -> tuple[list[It
         record(p["question"], {MODELS[FRONTIER]: gsm8k_answer(number or "")}, "gsm8k")
 
     for cohort, name in ROUTERBENCH_FILES.items():
-        rows = [r for r in routing_data.routerbench_rows(root / "routing/routerbench_subset" / name, cohort)
+        rows = [r for r in routerbench_rows(root / "routing/routerbench_subset" / name, cohort)
                 if all(m in r["outcomes"] for m in recorded)]
         for r in rng.sample(rows, counts[cohort]):
             outs = {m: r["outcomes"][m] for m in recorded}
@@ -193,11 +190,11 @@ def policy_training_rows(root: Path | None = None, request_types: tuple[str, ...
     root = root or data_dir()
     folder = root / "routing/routerbench_subset"
     test_prompts = {r["prompt"] for cohort, name in ROUTERBENCH_FILES.items()
-                    for r in routing_data.routerbench_rows(folder / name, cohort)}
+                    for r in routerbench_rows(folder / name, cohort)}
     recorded = list(dict.fromkeys(MODELS.values()))
     rows = []
     for cohort, name in ROUTERBENCH_TRAIN_FILES.items():
-        for r in routing_data.routerbench_rows(folder / name, cohort):
+        for r in routerbench_rows(folder / name, cohort):
             if r["prompt"] in test_prompts or not all(m in r["outcomes"] for m in recorded):
                 continue
             if request_types is not None and features_from_prompt(r["prompt"]).request_type not in request_types:
@@ -234,3 +231,20 @@ def write_outcomes(path: Path, outcomes: list[dict]) -> None:
     with path.open("w", encoding="utf-8") as f:
         for row in outcomes:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def served_recorded(model: str | None) -> str | None:
+    """Response models are dated snapshots (gpt-4o-2024-08-06); map them back to the catalog name."""
+    if not model:
+        return None
+    return next((m for m in sorted(MODELS, key=len, reverse=True) if model == m or model.startswith(m + "-")), model)
+
+
+def quality(items: list[Item], results: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
+    """Points (0-100) per cohort and over every call: the mean score of the answers served."""
+    by: dict[str, list[float]] = {}
+    for item, res in zip(items, results):
+        by.setdefault(item.cohort, []).append(score(item, res["answer"], served_recorded(res["model"])))
+    every = [s for v in by.values() for s in v]
+    return ({c: 100 * sum(v) / len(v) for c, v in by.items()}, 100 * sum(every) / len(every) if every else 0.0)
+
