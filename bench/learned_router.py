@@ -1,6 +1,6 @@
 """The learned router: decision latency in the gateway's router, and its figures on held-out outcomes.
 
-    python bench/learned_router.py [--embed] [--embed-cache DIR] [--seeds 0 1 2] [--out FILE]
+    python bench/learned_router.py [--embed] [--embed-cache DIR] [--seeds 0 1 2] [--compare] [--out FILE]
 
 1. Latency: a `Router` whose catch-all rule serves a learned policy (`routing.rules[].policy`),
    timed per request on a mix of request shapes: the policy's decision alone (`Router.decide`),
@@ -14,8 +14,25 @@
    and CPT(80%) by cost and by share of calls, overall and per cohort, for the cheap-features
    model (what the gateway serves) and, with --embed, the embedding model.
 
-Writes JSON (default bench/results/learned_router.json). Skips part 2 with a message when the
-data is absent.
+3. `--compare` (RouterBench): other learners on the same protocol, the pooled rows split 30% train /
+   70% report per seed, and RouterBench's own train files -> test files; every hyperparameter
+   (L2, k) chosen by 5-fold CV inside the train part, never on the report part:
+   - `cheap`: the served cheap-features logistic regression;
+   - `type rate`: the training label rate per request type and choice count (what the gateway
+     knows of a request's task without the client's tags);
+   - `data set rate`: per data set, as a client's `x-thrifty-feature` tag would give it;
+   - `emb logistic` / `emb kNN`: logistic regression over features + embedding (the policy's
+     embedding model), and the mean label of the k nearest training prompts by cosine, over the
+     embedding the gateway has (the semantic cache's MiniLM of the whole user turn: its first
+     256 tokens);
+   - diagnostics the router cannot serve within 1 ms: `question kNN` / `question logistic` over
+     the MiniLM embedding of the last paragraph only (the question after the few-shot examples;
+     the router would have to embed it), and `agreement`: a cascade that sends the cheap model's
+     and a peer's (Yi-34B) recorded answers through an exact-letter comparison and escalates
+     disagreements first (it pays the peer on every call, counted in the cost figures).
+
+Writes JSON (default bench/results/learned_router.json). Skips parts 2 and 3 with a message when
+the data is absent.
 """
 
 from __future__ import annotations
@@ -75,6 +92,13 @@ def latency(policy_path: str, rounds: int, embed: bool) -> dict:
         vec = [0.05] * 384
         out["decide with an embedding"] = _time(lambda i: router.decide(feats[i], "thrifty/auto", embedding=vec),
                                                 len(bodies), rounds)
+        # What the semantic cache hands over: a float32 unit vector.
+        arr = np.full(384, 0.05, dtype=np.float32)
+        out["decide with the cache's vector"] = _time(
+            lambda i: router.decide(feats[i], "thrifty/auto", embedding=arr), len(bodies), rounds)
+        out["features+decide with the cache's vector"] = _time(
+            lambda i: router.decide(features_from_body(bodies[i], OPENAI_CHAT), "thrifty/auto", embedding=arr),
+            len(bodies), rounds)
     if embed:
         from thrifty.cache.semantic.embedder import OnnxEmbedder
 
@@ -117,12 +141,21 @@ class CachedEmbedder:
         if missing:
             from thrifty.cache.semantic.embedder import OnnxEmbedder
 
-            self._model = self._model or OnnxEmbedder()
-            for start in range(0, len(missing), 64):
-                chunk = missing[start:start + 64]
-                for t, v in zip(chunk, self._model.embed_batch(chunk)):
-                    self.vectors[digest(t)] = v
-                print(f"  embedded {min(start + 64, len(missing))}/{len(missing)}", file=sys.stderr)
+            self._model = self._model or OnnxEmbedder(threads=2)
+            # Texts whose first 256 tokens agree have the same embedding (MiniLM reads no further):
+            # RouterBench's few-shot prompts share theirs, so embed each token sequence once.
+            model = self._model
+            model.load()
+            ids = [tuple(e.ids) for e in model._tokenizer.encode_batch(missing)]  # noqa: SLF001
+            unique = sorted(set(ids), key=len)
+            vectors: dict[tuple, np.ndarray] = {}
+            for start in range(0, len(unique), 32):
+                chunk = unique[start:start + 32]
+                vectors.update(zip(chunk, model._infer([list(c) for c in chunk])))  # noqa: SLF001
+                print(f"  embedded {min(start + 32, len(unique))}/{len(unique)} distinct token sequences",
+                      file=sys.stderr)
+            for t, key in zip(missing, ids):
+                self.vectors[digest(t)] = vectors[key]
             if self.cache is not None:
                 np.savez(self.cache, **self.vectors)
         return np.array([self.vectors[digest(t)] for t in texts])
@@ -161,6 +194,163 @@ def quality(data_dir: Path, seeds: list[int], embedder: CachedEmbedder | None) -
     return out
 
 
+# --- part 3: other learners, same protocol ------------------------------------------------------------
+
+PEER = "zero-one-ai/Yi-34B-Chat"  # the cheap model's consistency peer in routerbench.yaml's fast tier
+K_GRID = (10, 25, 50, 100)
+
+
+def compare(data_dir: Path, seeds: list[int], embedder: CachedEmbedder) -> dict:
+    import re
+
+    from thrifty.routing.learned_train import _folds, cheap_vector, curve_metrics, fit_with_cv, labels, sweep
+    from thrifty.routing.metrics import Anchors, Point, apgr, cpt
+
+    sys.path.insert(0, str(HERE))
+    import routing_data
+
+    def last_paragraph(prompt: str) -> str:
+        return prompt.rsplit("\n\n", 1)[-1]
+
+    def build(rows, setup, weak=None, strong=None):
+        d = prepare(rows, setup)
+        D = {"rows": d.rows, "X": np.array([cheap_vector(f) for f in d.features]),
+             "type": [(f.request_type, min(f.choices, 10)) for f in d.features],
+             "cohort": [r.cohort for r in d.rows],
+             "emb": embedder([r.prompt for r in d.rows]), "question": embedder([last_paragraph(r.prompt) for r in d.rows]),
+             "costs": d.costs}
+        return D
+
+    def part(D, idx):
+        return {k: v if k == "pair" else v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]
+                for k, v in D.items()}
+
+    def arrays(D, weak, strong):
+        sc = (np.array([r.outcomes[weak].score for r in D["rows"]]), np.array([r.outcomes[strong].score for r in D["rows"]]))
+        co = (np.array([c[weak] for c in D["costs"]]), np.array([c[strong] for c in D["costs"]]))
+        return sc, co
+
+    def figures(D, p, weak, strong):
+        sc, co = arrays(D, weak, strong)
+        m = curve_metrics(sweep(p, sc, co), sc, co)
+        return {"by_cost": {"apgr": m["by_cost"]["apgr"], "cpt50": (m["by_cost"]["cpt50"] or {}).get("u")},
+                "by_calls": {"apgr": m["by_calls"]["apgr"],
+                             "cpt50": (m["by_calls"]["cpt50"] or {}).get("share_of_calls")}}
+
+    def rate(key):
+        def fit(Tr, y, _seed):
+            table: dict = {}
+            for k, v in zip(Tr[key], y):
+                table.setdefault(k, []).append(v)
+            table = {k: float(np.mean(v)) for k, v in table.items()}
+            prior = float(np.mean(y))
+            return lambda Te: np.array([table.get(k, prior) for k in Te[key]])
+        return fit
+
+    def logistic(cols):
+        def fit(Tr, y, seed):
+            X = np.hstack([Tr[c] for c in cols])
+            model, _ = fit_with_cv(X, y, _folds(len(y), 5, seed))
+            return lambda Te: model.probabilities(np.hstack([Te[c] for c in cols]))
+        return fit
+
+    def knn_fixed(col, k):
+        def fit(Tr, y, _seed):
+            E = Tr[col]
+            def predict(Te):
+                sim = Te[col] @ E.T
+                kk = min(k, len(E) - 1)
+                nearest = np.argpartition(-sim, kk, axis=1)[:, :kk]
+                return y[nearest].mean(axis=1)
+            return predict
+        return fit
+
+    def knn(col):
+        def fit(Tr, y, seed):  # k by 5-fold CV inside the train part: the best out-of-fold APGR (by calls)
+            folds = _folds(len(y), 5, seed)
+            best = None
+            for k in K_GRID:
+                p = np.zeros(len(y))
+                for idx in folds:
+                    rest = np.setdiff1d(np.arange(len(y)), idx)
+                    p[idx] = knn_fixed(col, k)(part(Tr, rest), y[rest], seed)(part(Tr, idx))
+                a = figures(Tr, p, *Tr["pair"])["by_calls"]["apgr"]
+                if best is None or a > best[0]:
+                    best = (a, k)
+            return knn_fixed(col, best[1])(Tr, y, seed)
+        return fit
+
+    def letter(answer):
+        m = re.search(r"\b([A-E])\b", answer or "")
+        return m.group(1) if m else None
+
+    def agreement(Te, Tr, y, seed, weak, strong):
+        """The cascade's curve: cheap + peer on every call; disagreements escalate first (then by the
+        embedding model's probability); MBPP has no letter to compare (code), so it is never 'agreed'."""
+        sc, co = arrays(Te, weak, strong)
+        agree = np.array([letter(r.outcomes[weak].answer) is not None
+                          and letter(r.outcomes[weak].answer) == letter(r.outcomes[PEER].answer) for r in Te["rows"]],
+                         dtype=float)
+        p = logistic(["X", "emb"])(Tr, y, seed)(Te)
+        peer = np.array([r.outcomes[PEER].cost for r in Te["rows"]])
+        order = np.argsort(agree * 10 + p, kind="stable")
+        n = len(order)
+        cost, q = float((co[0] + peer).sum()), float(sc[0].sum())
+        by_cost, by_calls = [Point(cost / n, q / n)], [Point(0.0, q / n)]
+        for k, i in enumerate(order, 1):
+            cost += co[1][i]
+            q += sc[1][i] - sc[0][i]
+            by_cost.append(Point(cost / n, q / n))
+            by_calls.append(Point(k / n, q / n))
+        wq, sq = float(sc[0].mean()), float(sc[1].mean())
+        out = {}
+        for way, pts, a in (("by_cost", by_cost, Anchors(float(co[0].mean()), wq, float(co[1].mean()), sq)),
+                            ("by_calls", by_calls, Anchors(0.0, wq, 1.0, sq))):
+            c = cpt(pts, a, 0.5)
+            out[way] = {"apgr": apgr(pts, a), "cpt50": None if c is None else c["u"]}
+        out["agree_share"] = float(agree.mean())
+        return out
+
+    learners = {"cheap": logistic(["X"]), "type rate": rate("type"), "data set rate": rate("cohort"),
+                "emb logistic": logistic(["X", "emb"]), "emb kNN": knn("emb"),
+                "question kNN": knn("question"), "question logistic": logistic(["X", "question"])}
+    out: dict = {"runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        if routing_data.main(["--out", tmp, "--data-dir", str(data_dir)]) != 0:
+            return {"skipped": f"conversion failed for {data_dir}"}
+        setup = load_setup(f"{tmp}/routerbench.yaml")
+        train_file, test_file = read_rows(f"{tmp}/routerbench_train.jsonl"), read_rows(f"{tmp}/routerbench_test.jsonl")
+        whole = build(train_file + test_file, setup)
+        out["distinct_embeddings"] = {c: len({v.tobytes() for v, cc in zip(whole["emb"], whole["cohort"]) if cc == c})
+                                      for c in sorted(set(whole["cohort"]))}
+        print(f"distinct gateway embeddings per data set: {out['distinct_embeddings']}")
+        splits = []
+        for seed in seeds:
+            train, held = split_rows(train_file + test_file, 0.7, seed)
+            splits.append((f"pooled seed {seed} 30/70", seed, train, held))
+        splits.append(("train files -> test files", 0, train_file, test_file))
+        for name, seed, train, held in splits:
+            Tr, Te = build(train, setup), build(held, setup)
+            from thrifty.routing.learned_train import pick_models
+            strong, weak = pick_models(prepare(train, setup), setup, None, None)
+            Tr["pair"] = [weak, strong]
+            y = labels(Tr["rows"], weak, strong)
+            run = {"split": name, "train_rows": len(Tr["rows"]), "test_rows": len(Te["rows"]),
+                   "cheap_model": weak, "strong_model": strong, "learners": {}}
+            for lname, fit in learners.items():
+                run["learners"][lname] = figures(Te, fit(Tr, y, seed)(Te), weak, strong)
+            run["learners"]["agreement (cascade)"] = agreement(Te, Tr, y, seed, weak, strong)
+            out["runs"].append(run)
+            for lname, m in run["learners"].items():
+                print(f"{name:26s} {lname:20s} by cost: APGR {m['by_cost']['apgr']:.3f} CPT50 {m['by_cost']['cpt50']:.3f}"
+                      f" | by calls: APGR {m['by_calls']['apgr']:.3f} CPT50 {m['by_calls']['cpt50']:.3f}", flush=True)
+    out["median"] = {}
+    for lname in out["runs"][0]["learners"]:
+        out["median"][lname] = {way: {k: statistics.median(r["learners"][lname][way][k] for r in out["runs"])
+                                      for k in ("apgr", "cpt50")} for way in ("by_cost", "by_calls")}
+    return out
+
+
 def _slim(m: dict) -> dict:
     keep = ("n", "cheap_quality", "strong_quality", "at_threshold", "by_cost", "by_calls")
     return {**{k: m[k] for k in keep}, "threshold": m["threshold"],
@@ -196,16 +386,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--embed", action="store_true", help="also the embedding model (embeds every prompt once)")
     ap.add_argument("--embed-cache", type=Path, help="an .npz file keeping the embeddings between runs")
+    ap.add_argument("--compare", action="store_true", help="also other learners on RouterBench (implies --embed)")
+    ap.add_argument("--no-quality", action="store_true", help="skip part 2 (the policy's figures)")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("THRIFTY_DATA_DIR", "../shared/data")) / "routing")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "learned_router.json")
     args = ap.parse_args(argv)
-    embedder = CachedEmbedder(args.embed_cache) if args.embed else None
+    embedder = CachedEmbedder(args.embed_cache) if args.embed or args.compare else None
     result: dict = {"machine": platform.platform(), "python": platform.python_version()}
-    if args.data_dir.is_dir():
-        result["quality"] = quality(args.data_dir, args.seeds, embedder)
-    else:
+    if not args.data_dir.is_dir():
         print(f"routing data not found at {args.data_dir}: set THRIFTY_DATA_DIR (quality part skipped)")
         result["quality"] = {"skipped": f"no data at {args.data_dir}"}
+    elif args.no_quality:
+        result["quality"] = {"skipped": "--no-quality"}
+    else:
+        result["quality"] = quality(args.data_dir, args.seeds, embedder if args.embed else None)
+    if args.compare and embedder is not None and args.data_dir.is_dir():
+        result["compare"] = compare(args.data_dir, args.seeds, embedder)
     # Latency on a policy trained on a small synthetic set (the decision's cost does not depend on the data).
     with tempfile.TemporaryDirectory() as tmp:
         policy_path = _synthetic_policy(Path(tmp), embed=args.embed)

@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="share of --data kept out of training, for evaluation (default 0: train on all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the hold-out split and the folds (default 0)")
     p.add_argument("--embed", action="store_true",
-                   help="also fit a model on the prompt's MiniLM embedding (offline; slow on a small CPU)")
+                   help="also fit a model on the prompt's MiniLM embedding (slow on a small CPU); the gateway "
+                        "uses it when the semantic cache embedded the call, else the cheap-features model")
     p.add_argument("--target", type=float, default=0.95,
                    help="the saved threshold: the cheapest reaching this share of the strong model's quality, "
                         "out-of-fold on train (default 0.95)")

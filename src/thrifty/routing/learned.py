@@ -13,14 +13,25 @@ Two logistic regressions (numpy, Newton's method with an L2 penalty; no scikit-l
   this is the model the gateway serves.
 - `embedding` (optional, `thrifty train router --embed`): the same features plus the MiniLM
   embedding of the prompt (`cache.semantic.OnnxEmbedder`). Embedding a prompt costs milliseconds
-  on a CPU, more than the decision budget, so the gateway does not compute one for routing; the
-  evaluator scores this model offline, and `Policy.p_cheap(features, embedding)` uses it when a
-  caller already holds the prompt's embedding.
+  on a CPU, more than the decision budget, so the router never computes one: it uses the
+  embedding the semantic cache stage computed for the call's last user turn (`Call.embedding`,
+  handed to `Router.decide(..., embedding=...)`). A call without one (no semantic cache on its
+  route, a cache hit answered before routing, another dialect), or with one of another size than
+  the policy was trained on (a different embedder), is decided by the `cheap` model and its own
+  threshold: the fallback is silent and by design.
 
-The policy file is JSON: both models (standardisation folded into the weights), the threshold,
-the threshold grid with the expected strong-tier share, quality and cost at each (out-of-fold on
-the training rows), the feature version, and what it was trained on (the file, the seed and
-split, and a short digest of every training prompt, so an evaluation can leave those rows out).
+  What that embedding can carry: MiniLM reads the first 256 tokens of the turn, so prompts that
+  share a long few-shot preamble in one user message share one embedding (RouterBench's
+  ARC-Challenge and Winogrande prompts: one vector per data set), and the model then only knows
+  which kind of request it is. bench/learned_router.py --compare measures what it adds.
+
+The policy file is JSON (`"format": "thrifty.router-policy"`, `"version": 2`; a file without a
+version is version 1 and reads the same): both models (standardisation folded into the weights),
+the threshold, the threshold grid with the expected strong-tier share, quality and cost at each
+(out-of-fold on the training rows), the feature version, what it was trained on (the file, the
+seed and split, and a short digest of every training prompt, so an evaluation can leave those
+rows out), and since version 2 the embedding model's `dimension` (a version-1 file's is its
+weight count less the cheap features').
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from thrifty.routing.features import REQUEST_TYPES, RequestFeatures
 
 FEATURE_VERSION = 1
 FORMAT = "thrifty.router-policy"
+VERSION = 2  # of the file; 1 (no "version" field) is read too
 
 # Names of the cheap feature vector's entries, in order (the policy file lists them too).
 CHEAP_FEATURES: tuple[str, ...] = (
@@ -183,20 +195,48 @@ class Policy:
     embedding_grid: list[dict[str, Any]] = field(default_factory=list)
     trained_on: dict[str, Any] = field(default_factory=dict)
     feature_version: int = FEATURE_VERSION
+    _embedding_weights: tuple[Logistic, np.ndarray] | None = field(default=None, init=False, repr=False,
+                                                                   compare=False)
+
+    @property
+    def embedding_dimension(self) -> int | None:
+        """How many numbers the embedding model expects after the cheap features (None without one)."""
+        return None if self.embedding is None else len(self.embedding.weights) - len(CHEAP_FEATURES)
+
+    def uses_embedding(self, embedding: Sequence[float] | None) -> bool:
+        """Whether `embedding` feeds the embedding model: there is one, and the sizes agree (else the
+        cheap model decides: an embedding of another size comes from another embedder)."""
+        return embedding is not None and self.embedding is not None and len(embedding) == self.embedding_dimension
 
     def p_cheap(self, features: RequestFeatures, embedding: Sequence[float] | None = None) -> float:
-        """P(the cheap tier's answer is as good as the strong tier's); the embedding model when given one."""
+        """P(the cheap tier's answer is as good as the strong tier's); the embedding model when given
+        an embedding it can use (`uses_embedding`), else the cheap-features model."""
         x = cheap_vector(features)
-        if embedding is not None and self.embedding is not None:
-            return self.embedding.probability([*x, *embedding])
+        if self.uses_embedding(embedding):
+            assert self.embedding is not None and embedding is not None
+            k = len(x)
+            w = self.embedding.weights
+            z = self.embedding.bias + sum(map(operator.mul, w[:k], x)) + float(np.dot(self._emb_w(), embedding))
+            return _sigmoid(z)
         return self.cheap.probability(x)
+
+    def _emb_w(self) -> np.ndarray:
+        """The embedding part of the embedding model's weights as an array (kept for the model it came from)."""
+        model = self.embedding
+        assert model is not None
+        cached = self._embedding_weights
+        if cached is None or cached[0] is not model:
+            cached = self._embedding_weights = (model, np.asarray(model.weights[len(CHEAP_FEATURES):],
+                                                                  dtype=np.float64))
+        return cached[1]
 
     def use_cheap(self, features: RequestFeatures, threshold: float | None = None,
                   embedding: Sequence[float] | None = None) -> tuple[bool, float]:
-        """Whether the cheap tier serves, and the probability it was decided on."""
+        """Whether the cheap tier serves, and the probability it was decided on; the threshold is the
+        model's own (the embedding model's when it decides) unless one is given."""
         p = self.p_cheap(features, embedding)
         if threshold is None:
-            threshold = self.embedding_threshold if embedding is not None and self.embedding is not None \
+            threshold = self.embedding_threshold if self.uses_embedding(embedding) \
                 and self.embedding_threshold is not None else self.threshold
         return p >= threshold, p
 
@@ -205,13 +245,14 @@ class Policy:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "feature_version": self.feature_version,
+            "format": FORMAT, "version": VERSION, "feature_version": self.feature_version,
             "tiers": {"cheap": self.cheap_tier, "strong": self.strong_tier},
             "models": {"cheap": self.cheap_model, "strong": self.strong_model},
             "threshold": self.threshold, "features": list(CHEAP_FEATURES),
             "cheap": {**self.cheap.to_json(), "grid": self.grid},
             "embedding": None if self.embedding is None else {
-                **self.embedding.to_json(), "threshold": self.embedding_threshold, "grid": self.embedding_grid},
+                **self.embedding.to_json(), "dimension": self.embedding_dimension,
+                "threshold": self.embedding_threshold, "grid": self.embedding_grid},
             "trained_on": self.trained_on,
         }
 
@@ -219,6 +260,10 @@ class Policy:
     def from_json(cls, raw: Any, where: str = "<policy>") -> "Policy":
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise ThriftyError(f"{where}: not a router policy (no \"format\": \"{FORMAT}\")")
+        version = raw.get("version", 1)
+        if version not in (1, VERSION):
+            raise ThriftyError(f"{where}: router policy version {version!r}, this Thrifty reads versions 1 and "
+                               f"{VERSION}: upgrade Thrifty or retrain it with `thrifty train router`")
         if raw.get("feature_version") != FEATURE_VERSION:
             raise ThriftyError(f"{where}: feature version {raw.get('feature_version')!r}, this Thrifty computes "
                                f"version {FEATURE_VERSION}: retrain it with `thrifty train router`")
@@ -227,6 +272,13 @@ class Policy:
             if len(cheap.weights) != len(CHEAP_FEATURES):
                 raise ValueError(f"cheap model has {len(cheap.weights)} weights, expected {len(CHEAP_FEATURES)}")
             emb = raw.get("embedding")
+            if emb and len(emb["weights"]) <= len(CHEAP_FEATURES):
+                raise ValueError(f"embedding model has {len(emb['weights'])} weights, expected more than "
+                                 f"{len(CHEAP_FEATURES)}")
+            if emb and emb.get("dimension") is not None \
+                    and int(emb["dimension"]) != len(emb["weights"]) - len(CHEAP_FEATURES):
+                raise ValueError(f"embedding model has {len(emb['weights'])} weights, not {len(CHEAP_FEATURES)} "
+                                 f"features + dimension {emb['dimension']}")
             return cls(cheap_tier=str(raw["tiers"]["cheap"]), strong_tier=str(raw["tiers"]["strong"]),
                        cheap_model=str(raw["models"]["cheap"]), strong_model=str(raw["models"]["strong"]),
                        cheap=cheap, threshold=float(raw["threshold"]),
