@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -364,6 +365,33 @@ class BatchConfig(_Strict):
     webhook_hosts: tuple[str, ...] = ()
 
 
+class ShadowConfig(_Strict):
+    """Shadow a sample of a route's calls to a cheaper tier, off the client's path (routing/shadow.py).
+
+    After the client's answer is complete, a `sample` share of the route's calls served above
+    `tier` is sent again to `tier` in the background; the two answers are scored for agreement
+    (`score`) and stored as routing outcomes (`thrifty export shadow`). The shadow calls' own
+    spend is capped at `budget_usd` per `per` window and recorded in the ledger (lane `shadow`).
+    """
+
+    sample: float = Field(gt=0, le=1)  # the share of eligible calls shadowed
+    tier: str  # the cheaper routing tier the shadow call goes to
+    budget_usd: Decimal = Field(gt=0, le=Decimal(10**6))  # shadow spend (and judge calls) per window
+    per: Literal["hour", "day", "month"] = "day"  # the budget's window (UTC)
+    # auto: exact match for classification/extraction, a validator where one applies, else unscored.
+    score: Literal["auto", "exact", "validator", "judge"] = "auto"
+    judge_tier: str | None = None  # the tier asked the rubric prompt (score: judge); needed then
+    concurrency: int = Field(default=2, ge=1, le=64)  # shadow calls in flight at once
+    queue: int = Field(default=100, ge=1, le=100_000)  # waiting shadow jobs; beyond it they are dropped
+    seed: int | None = None  # a fixed seed makes the sample reproducible (tests)
+
+    @model_validator(mode="after")
+    def _judge_named(self) -> "ShadowConfig":
+        if self.score == "judge" and self.judge_tier is None:
+            raise ValueError("judge_tier: needed with score: judge (the tier asked to grade the answers)")
+        return self
+
+
 class RouteConfig(_Strict):
     """Per-route lever switches; the first route whose `match` fits a call applies to it."""
 
@@ -379,6 +407,7 @@ class RouteConfig(_Strict):
     stop: tuple[str, ...] = ()
     top_k_chunks: int | None = Field(default=None, gt=0)
     defer: bool = False  # no user waits for these calls: 202 and the batch lane (thrifty.batch)
+    shadow: ShadowConfig | None = None  # learn from live traffic (routing/shadow.py); off by default
 
 
 class Config(_Strict):
@@ -412,7 +441,21 @@ class Config(_Strict):
                 raise ValueError(f"aliases.{alias}: unknown deployment {target!r}")
         if not self.keys:
             raise ValueError("keys: at least one virtual key is needed")
+        self._shadow_tiers()
         return self
+
+    def _shadow_tiers(self) -> None:
+        for i, route in enumerate(self.routes):
+            shadow = route.shadow
+            if shadow is None:
+                continue
+            where = f"routes[{i}].shadow"
+            if self.routing is None:
+                raise ValueError(f"{where}: needs a routing: section (shadow calls go to a routing tier)")
+            known = ", ".join(self.routing.order())
+            for key, tier in (("tier", shadow.tier), ("judge_tier", shadow.judge_tier)):
+                if tier is not None and tier not in self.routing.tiers:
+                    raise ValueError(f"{where}.{key}: unknown tier {tier!r} (known: {known})")
 
 
 def interpolate_env(value: Any, path: str, key: str = "") -> Any:

@@ -30,7 +30,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("requested_model", "VARCHAR", "the model the client asked for"),
     ("model", "VARCHAR", "the model that served it (the requested one when unknown)"),
     ("tier", "VARCHAR", "the routing tier, when the source has one"),
-    ("lane", "VARCHAR", "interactive | batch | deferred (Thrifty ledger); NULL elsewhere"),
+    ("lane", "VARCHAR", "interactive | batch | deferred | shadow (Thrifty ledger); NULL elsewhere"),
     ("cache", "VARCHAR", "miss | exact | semantic | ... (Thrifty ledger); NULL elsewhere"),
     ("status", "INTEGER", "HTTP status (200 = success); NULL when unknown"),
     ("error", "VARCHAR", "error type or message of a failed call"),

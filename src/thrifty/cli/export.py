@@ -14,6 +14,7 @@ KINDS: tuple[str, ...] = (
     "thrifty.cli.export_parquet",
     "thrifty.cli.export_focus",
     "thrifty.cli.export_finetune",
+    "thrifty.cli.export_shadow",
 )
 
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 # cost lever, but what it changes in the bill must show, or the savings would not add up.
 LEVERS: tuple[str, ...] = (
     "exact_cache", "semantic_cache", "routing", "escalation", "budget_downgrade", "fallback",
-    "shaping", "prompt_cache", "batch",
+    "shaping", "prompt_cache", "batch", "shadow",
 )
 
 

@@ -3,6 +3,7 @@ ledger, caches, keys. The composition root: stages get the narrow parts of it th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from thrifty.budgets import Enforcer
@@ -83,6 +84,15 @@ class Gateway:
                               config_path=config_path, cross_tier=config.reliability.fallback_tiers,
                               max_price_ratio=config.reliability.fallback_max_price_ratio)
                        if config.routing is not None else None)
+        # Learning from live traffic: routes with `shadow:` send a sample of their calls to a
+        # cheaper tier off the client's path (routing/shadow.py); the routing stage hands it answers.
+        self.shadow = None
+        if self.router is not None and any(r.shadow is not None for r in config.routes):
+            from thrifty.routing.shadow import ShadowLane
+
+            self.shadow = ShadowLane(config.routes, router=self.router, deployments=self.deployments,
+                                     preparer=self.preparer, prices=self.prices, ledger=self.ledger)
+            self.router.shadow = self.shadow
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}
         # Keys made through the admin API. A Redis store is opened whenever configured (a replica
@@ -101,6 +111,11 @@ class Gateway:
     async def start(self) -> None:
         self.ledger.start()  # records again what a crashed process left in the journal
         await settle_interrupted(self.ledger, self.budgets)
+        if self.shadow is not None:  # the shadow cap of this window survives a restart
+            try:
+                await asyncio.to_thread(self.shadow.reseed)
+            except Exception as exc:  # the lane starts from zero rather than keeping calls from going
+                log.warning("shadow: spend of the current window not read back from the ledger: %s", exc)
         if self.config.levers.prompt_cache.enabled:
             get_encoding()  # load the tokenizer now rather than on the first request
         if self.semantic_cache is not None:
@@ -120,6 +135,8 @@ class Gateway:
         self.observe.start()
 
     async def close(self) -> None:
+        if self.shadow is not None:
+            await self.shadow.close()  # jobs still queued are dropped: off the path, never owed
         for p in self.providers.values():
             await p.close()
         await self.observe.close()

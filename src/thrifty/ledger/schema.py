@@ -249,6 +249,34 @@ MIGRATIONS: tuple[Migration, ...] = (
 )""",
         "CREATE INDEX idx_call_outcomes_request ON call_outcomes (request_id, at)",
     )),
+    # Shadow calls (thrifty.routing.shadow): a sampled call sent again to a cheaper tier off the
+    # client's path, and how well its answer agreed with the one the client got (`score` NULL:
+    # unscored). Each row is one routing outcome of `thrifty train router --data` (ledger/shadow.py).
+    # The shadow calls' spend is in `calls` (lane 'shadow'); the costs here repeat it per outcome.
+    Migration("0007_shadow_outcomes", (
+        """CREATE TABLE shadow_outcomes (
+    request_id TEXT NOT NULL PRIMARY KEY,
+    shadow_request_id TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    tenant TEXT,
+    feature TEXT,
+    route TEXT,
+    request_type TEXT,
+    prompt TEXT NOT NULL,
+    primary_deployment TEXT NOT NULL,
+    primary_tier TEXT,
+    primary_cost_usd TEXT,
+    shadow_deployment TEXT NOT NULL,
+    shadow_tier TEXT NOT NULL,
+    shadow_cost_usd TEXT,
+    judge_cost_usd TEXT,
+    method TEXT NOT NULL,
+    score DOUBLE PRECISION,
+    reason TEXT
+)""",
+        "CREATE INDEX idx_shadow_outcomes_at ON shadow_outcomes (at)",
+        "CREATE INDEX idx_shadow_outcomes_tenant ON shadow_outcomes (tenant, at)",
+    )),
 )
 
 # LedgerRow fields that hold money (Decimal in Python, exact text in the database).

@@ -92,6 +92,9 @@ class Router:
                  config_path: str = "<config>", cross_tier: str = "any",
                  max_price_ratio: float | None = None) -> None:
         self.config = config
+        # The shadow lane (routing/shadow.py) the gateway attaches when a route shadows its calls;
+        # the routing stage hands it each answer. None: no route shadows.
+        self.shadow: Any = None
         self.cross_tier = cross_tier
         self.max_price_ratio = max_price_ratio
         self.order = config.order()
