@@ -150,3 +150,29 @@ def test_routing_leaves_the_served_models_reasoning_out_of_the_baseline(acc, pri
                     actual=actual)
     assert a.baseline_usd == cost(prices, "gpt-4o", Usage(input_tokens=90, output_tokens=100))
     check_sum(a, actual)
+
+
+def test_routing_off_a_model_that_caches_automatically_leaves_its_cache_discount_to_the_client(acc, prices):
+    # 4,000 prompt tokens, 3/4 of the request in a prefix the baseline (gpt-4o: OpenAI caches
+    # prefixes of 1,024+ tokens by itself, in 128-token steps) had lately seen: 2,944 read tokens.
+    usage = Usage(input_tokens=4000, output_tokens=100)
+    actual = cost(prices, "gpt-4o-mini", usage)
+    a = acc.account([ModelMoved("routing", "gpt-4o", baseline_cached_share=0.75)], model="gpt-4o-mini",
+                    provider=None, usage=usage, actual=actual)
+    warm = Usage(input_tokens=4000 - 2944, cache_read_tokens=2944, output_tokens=100)
+    assert a.baseline_usd == cost(prices, "gpt-4o", warm) < cost(prices, "gpt-4o", usage)
+    (saving,) = a.levers
+    assert saving.lever == "routing" and saving.estimated and saving.saved_usd == a.baseline_usd - actual
+    assert a.provider_discount_usd == cost(prices, "gpt-4o", usage) - a.baseline_usd > 0  # the client's, not ours
+    check_sum(a, actual)
+
+
+def test_automatic_cache_tokens_follow_openais_minimum_and_grid():
+    from thrifty.pricing.savings import automatic_cache_tokens, with_automatic_cache
+    assert automatic_cache_tokens(1023, 1.0) == 0  # below the minimum prompt
+    assert automatic_cache_tokens(2000, 0.5) == 0  # the warm prefix (1,000) is under 1,024
+    assert automatic_cache_tokens(2000, 0.6) == 1152  # 1,200 floored to the 128-token grid
+    assert automatic_cache_tokens(5000, 1.0) == 4992
+    assert automatic_cache_tokens(5000, 0.0) == 0
+    already = Usage(input_tokens=100, cache_read_tokens=3000, output_tokens=5)
+    assert with_automatic_cache(already, 0.5) is already  # reads more than the estimate: kept as billed

@@ -29,6 +29,9 @@ class ModelMoved(Effect):
 
     from_model: str
     from_price_provider: str | None = None
+    # The share (0-1) of the request in a prefix that `from_model`'s provider would have had in
+    # its automatic prompt cache (routing/baseline_cache.py); 0 when it caches nothing by itself.
+    baseline_cached_share: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,30 @@ def client_cache_only(usage: Usage, client_prefix_tokens: int | None, client_ttl
                  reasoning_tokens=usage.reasoning_tokens)
 
 
+AUTO_CACHE_MIN_TOKENS = 1024  # OpenAI's automatic prompt caching: shorter prompts are never cached
+AUTO_CACHE_GRANULARITY = 128  # and the cached part comes in multiples of 128 tokens
+
+
+def automatic_cache_tokens(prompt_tokens: int, share: float) -> int:
+    """The tokens OpenAI's automatic caching reads of a prompt whose warm prefix is `share` of it
+    (platform.openai.com/docs/guides/prompt-caching)."""
+    if prompt_tokens < AUTO_CACHE_MIN_TOKENS or share <= 0:
+        return 0
+    tokens = int(prompt_tokens * min(share, 1.0)) // AUTO_CACHE_GRANULARITY * AUTO_CACHE_GRANULARITY
+    return tokens if tokens >= AUTO_CACHE_MIN_TOKENS else 0
+
+
+def with_automatic_cache(usage: Usage, share: float) -> Usage:
+    """The usage as the baseline's automatic cache would have billed it: the warm prefix read from
+    the cache (no write: automatic caching bills none), the rest plain input. Unchanged when the
+    estimate reads no more than the usage already does."""
+    auto = automatic_cache_tokens(usage.prompt_tokens, share)
+    if auto <= usage.cache_read_tokens:
+        return usage
+    return Usage(input_tokens=usage.prompt_tokens - auto, cache_read_tokens=auto, output_tokens=usage.output_tokens,
+                 reasoning_tokens=usage.reasoning_tokens)
+
+
 class Accountant:
     """Prices the counterfactual of calls; one per gateway."""
 
@@ -101,8 +125,10 @@ class Accountant:
                 # answered at its own length. The served model's hidden reasoning is left out: a
                 # model that does not reason would not have spent it, and what one that does would
                 # have spent is unknown, so the estimate stays a lower bound.
+                # The baseline's automatic prompt caching, which the client would have had
+                # sent directly, is applied to it (estimated by routing/baseline_cache.py).
                 model, provider = effect.from_model, effect.from_price_provider
-                usage = without_reasoning(usage)
+                usage = with_automatic_cache(without_reasoning(usage), effect.baseline_cached_share)
                 before = self._cost(model, usage, provider, batch)
                 estimated, note = True, None
             else:

@@ -10,6 +10,7 @@ from typing import Any
 from thrifty.contract import Answer, Call, Counted, ModelMoved, Next, Stage
 from thrifty.errors import ConfigError, GatewayError
 from thrifty.providers.deployments import Deployments, Route
+from thrifty.routing.baseline_cache import AutomaticCacheMemory
 from thrifty.routing.escalation import Escalation
 from thrifty.routing.features import features_from_body
 from thrifty.routing.router import Router
@@ -33,6 +34,9 @@ class ModelRoute(Stage):
         self.router = router
         self.preparer = preparer
         self._escalation: Escalation | None = None
+        # The prefixes each baseline deployment would have cached by itself: routing's saving
+        # leaves that discount to the client (routing/baseline_cache.py).
+        self.baseline_cache = AutomaticCacheMemory()
         self._tier_baseline = None
         if router is not None and router.config.baseline_model is not None:
             try:
@@ -64,12 +68,19 @@ class ModelRoute(Stage):
             esc = self.escalation
             if decision.checks and esc is not None:
                 asked = esc.place(call, decision)
-                return await esc.run(call, call_next, decision, features, asked)
+                return await self._shadowed(call, await esc.run(call, call_next, decision, features, asked))
         else:
             route = self.deployments.route(call.model)
             call.tier = route.tier
+            if router is not None and route.provider.wire.prompt_caching == "cache_key":
+                self.baseline_cache.sight(call.tenant, route.deployment, call.body)  # warms it for routed calls
         self.preparer.prepare(call, route)
-        return await call_next(call)
+        return await self._shadowed(call, await call_next(call))
+
+    async def _shadowed(self, call: Call, answer: Answer) -> Answer:
+        """The answer, offered to the shadow lane once complete (routing/shadow.py; never awaited)."""
+        shadow = self.router.shadow if self.router is not None else None
+        return answer if shadow is None else await shadow.watch(call, answer)
 
     def _routed(self, call: Call, route: Route, tier_name: bool) -> None:
         """Routing's effect: the move from the baseline model, when there is one to price."""
@@ -80,8 +91,11 @@ class ModelRoute(Stage):
                 return
         else:
             baseline = self.deployments.route(call.model)
+        share = 0.0
+        if baseline.provider.wire.prompt_caching == "cache_key":  # caches prefixes by itself (OpenAI)
+            share = self.baseline_cache.sight(call.tenant, baseline.deployment, call.body)
         if (baseline.model, baseline.price_provider) != (route.model, route.price_provider):
-            call.effects.append(ModelMoved("routing", baseline.model, baseline.price_provider))
+            call.effects.append(ModelMoved("routing", baseline.model, baseline.price_provider, share))
 
 
 def downgrade_to_cheapest_tier(deployments: Deployments, router: Router | None,  # type: ignore[no-untyped-def]
