@@ -211,3 +211,7 @@ def test_export_shadow_then_train_router(shadow_stack, tmp_path):
                  "--folds", "2", "--json"]) == 0
     saved = json.loads(policy.read_text())
     assert saved["models"] == {"cheap": "gpt-4o-mini", "strong": "gpt-4o"}
+    # Or the gateway's own config (more models than a shadow row compares) with the pair named.
+    assert main(["train", "router", "--data", str(out), "--config", str(s.config_path), "--out", str(policy),
+                 "--folds", "2", "--strong", "gpt-4o", "--weak", "gpt-4o-mini", "--json"]) == 0
+    assert json.loads(policy.read_text())["models"] == {"cheap": "gpt-4o-mini", "strong": "gpt-4o"}

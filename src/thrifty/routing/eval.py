@@ -197,13 +197,16 @@ class Data:
     has_answers: bool = False
 
 
-def prepare(rows: Sequence[Row], setup: Setup, *, output_tokens: int = 256) -> Data:
-    """Keep rows with an outcome for every model the config routes to; fill unknown costs."""
-    needed = sorted(set(setup.models.values()))
+def prepare(rows: Sequence[Row], setup: Setup, *, output_tokens: int = 256,
+            models: Sequence[str] | None = None) -> Data:
+    """Keep rows with an outcome for every model the config routes to (or every one of `models`,
+    when given: a policy choosing between two needs only those two); fill unknown costs."""
+    needed = sorted(set(models) if models else set(setup.models.values()))
     kept = [r for r in rows if all(m in r.outcomes for m in needed)]
     if not kept:
-        raise ThriftyError("no row has an outcome for every model the config routes to "
-                           f"({', '.join(needed)}); check the deployment and model names")
+        what = "of " + ", ".join(needed) if models else "for every model the config routes to"
+        raise ThriftyError(f"no row has an outcome {what} ({', '.join(needed)}); "
+                           "check the deployment and model names")
     settings = setup.routing.features.settings()
     features = [features_from_prompt(r.prompt, settings=settings) for r in kept]
     data = Data(kept, features, [], sorted(set.intersection(*(set(r.outcomes) for r in kept))),

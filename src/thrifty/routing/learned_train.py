@@ -36,8 +36,10 @@ def pick_models(data: Any, setup: Any, strong: str | None, weak: str | None) -> 
     for name, value in (("--strong", strong), ("--weak", weak)):
         if value is not None and value not in data.models:
             raise ThriftyError(f"{name} {value!r} has no outcome in every row (models: {', '.join(data.models)})")
+    if strong is not None and weak is not None:
+        return strong, weak
     order = setup.routing.order()
-    if len(order) < 2 and (strong is None or weak is None):
+    if len(order) < 2:
         raise ThriftyError("routing has one tier: a policy chooses between two")
     pts = model_points(data, sorted(set(setup.models.values())))
     if weak is None:
@@ -122,7 +124,9 @@ def train_policy(rows: Sequence[Any], setup: Any, *, embed: Embed | None = None,
     not in-sample; the models themselves are refitted on every training row."""
     from thrifty.routing.eval import prepare
 
-    data = prepare(rows, setup, output_tokens=output_tokens)
+    # With both models named, rows need outcomes of those two only (what the shadow lane exports).
+    pair = (strong, weak) if strong is not None and weak is not None else None
+    data = prepare(rows, setup, output_tokens=output_tokens, models=pair)
     strong, weak = pick_models(data, setup, strong, weak)
     if strong == weak:
         raise ThriftyError(f"the strong and the cheap model are the same ({strong}): nothing to choose between")
