@@ -18,6 +18,12 @@ reads `$THRIFTY_DATA_DIR` (default `../shared/data`) and writes `NAME_calibrate.
   are near misses, not random topics, and clinc150's out-of-scope utterances also pair with
   in-scope ones as negatives (a quarter of the negatives). Each set is cut to `--per-split`
   pairs, half positive.
+
+It also writes streams for `thrifty eval cache --stream` (`NAME_stream_{calibrate,test}.jsonl`,
+`{"text", "answer"}`: the intent is the answer, null for clinc150's out-of-scope queries, which
+share an answer with nobody): clinc150's calibration stream is 30 utterances per intent of the
+train split plus the 200 out-of-scope train and validation utterances, its test stream the whole
+test split (4,500 + 1,000 out of scope); banking77's are 40 per intent of train and all of test.
 """
 
 from __future__ import annotations
@@ -92,6 +98,28 @@ def banking77(d: Path, split: str, n: int) -> list[tuple[str, str, int]]:
     return intent_pairs(by_intent, neighbours, [], n, random.Random(f"{SEED}-banking-{split}"))
 
 
+def _sample(rows: list[tuple[str, str | None]], per_intent: int, rng: random.Random) -> list:
+    by: dict[str | None, list[str]] = {}
+    for text, intent in rows:
+        by.setdefault(intent, []).append(text)
+    return [(t, i) for i, ts in by.items() for t in rng.sample(ts, min(per_intent, len(ts)))]
+
+
+def streams(d: Path) -> dict[str, tuple[list, list]]:
+    """(calibration stream, test stream) of (text, answer) per intent set."""
+    data = json.loads((d / "prompts/clinc150/data_full.json").read_text(encoding="utf-8"))
+    rng = random.Random(f"{SEED}-streams")
+    clinc_cal = _sample([tuple(r) for r in data["train"]], 30, rng) + \
+        [(t, None) for t, _ in data["oos_train"] + data["oos_val"]]
+    clinc_test = [tuple(r) for r in data["test"]] + [(t, None) for t, _ in data["oos_test"]]
+    banking = {}
+    for split in ("train", "test"):
+        with open(d / f"prompts/banking77/{split}.csv", encoding="utf-8") as f:
+            banking[split] = [(row["text"], row["category"]) for row in csv.DictReader(f)]
+    return {"clinc150": (clinc_cal, clinc_test),
+            "banking77": (_sample(banking["train"], 40, rng), banking["test"])}
+
+
 def build(d: Path, per_split: int) -> dict[str, tuple[list, list]]:
     return {
         "mrpc": (mrpc(d, "train"), mrpc(d, "test")),
@@ -121,6 +149,15 @@ def main() -> int:
                     f.write(json.dumps({"a": a, "b": b, "label": y}, ensure_ascii=False) + "\n")
         print(f"{name}: calibrate {len(calibrate)} pairs ({sum(y for *_, y in calibrate)} positive), "
               f"test {len(test)} ({sum(y for *_, y in test)} positive)")
+    for name, (calibrate, test) in streams(d).items():
+        seen = {t for t, _ in calibrate}
+        test = [(t, a) for t, a in test if t not in seen]  # disjoint texts
+        for split, rows in (("calibrate", calibrate), ("test", test)):
+            with open(out / f"{name}_stream_{split}.jsonl", "w", encoding="utf-8") as f:
+                for text, answer in rows:
+                    f.write(json.dumps({"text": text, "answer": answer}, ensure_ascii=False) + "\n")
+        print(f"{name}: stream calibrate {len(calibrate)} queries, test {len(test)} "
+              f"({sum(a is None for _, a in test)} with an answer of their own)")
     return 0
 
 

@@ -34,6 +34,7 @@ from thrifty.cache.semantic import (
     metrics,
     roc_auc,
 )
+from thrifty.cache.semantic.vote import VoteWeights
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("THRIFTY_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -224,30 +225,32 @@ def part_ann(sizes: list[int]) -> dict:
 
 # ---------------------------------------------------------------- latency and memory
 
-def part_latency(sizes: list[int]) -> dict:
+def part_latency(sizes: list[int], vote: bool = False) -> dict:
     rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, __file__, "--part", "_latency_one", "--n", str(n)],
-                             capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "--part", "_latency_one", "--n", str(n)]
+                             + (["--vote"] if vote else []), capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr[-2000:])
             continue
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"  n={n:>7}  lookup (embed+search+decide) p50 {row['lookup_ms_p50']:.2f} ms "
+        print(f"  n={n:>7} {'vote' if vote else 'nearest'}  lookup (embed+search+decide) p50 {row['lookup_ms_p50']:.2f} ms "
               f"p99 {row['lookup_ms_p99']:.2f} ms | embed p50 {row['embed_ms_p50']:.2f} p99 "
               f"{row['embed_ms_p99']:.2f} | search p50 {row['search_ms_p50']:.3f} p99 {row['search_ms_p99']:.3f} | "
               f"{row['bytes_per_entry']} B/entry (payload {row['payload_bytes']} B)", flush=True)
     return {"rows": rows}
 
 
-def _latency_one(n: int) -> dict:
-    """One namespace of n entries in a SemanticCache (in-process store); time real lookups."""
+def _latency_one(n: int, vote: bool = False) -> dict:
+    """One namespace of n entries in a SemanticCache (in-process store); time real lookups.
+    `vote`: the kNN vote over answer clusters (8 neighbours, entries in clusters of 10)."""
     embedder = OnnxEmbedder()
     vectors = vectors_of_size(n, embedder)
     texts = corpus_texts()
     queries = query_texts()
-    policy = DecisionPolicy(0.999, verifier=GuardVerifier())  # every lookup runs in full, none hits
+    # Every lookup runs in full, none hits.
+    policy = DecisionPolicy(0.999 if not vote else 1.5, verifier=GuardVerifier(), vote=VoteWeights() if vote else None)
     embedder.load()
     gc.collect()
     rss0 = rss_mib()
@@ -255,7 +258,8 @@ def _latency_one(n: int) -> dict:
     payload = b""  # answers are excluded: their size is the application's
     for i in range(n):
         # A fresh string per entry, as requests bring: sharing the corpus's would hide its cost.
-        cache.add("bench", f"{texts[i % len(texts)]} ", f"e{i}", payload, vector=vectors[i])
+        cache.add("bench", f"{texts[i % len(texts)]} ", f"e{i}", payload, vector=vectors[i],
+                  answer_key=f"a{i // 10}" if vote else "")
     gc.collect()
     per_entry = (rss_mib() - rss0) * 2**20 / n
     for q in queries[:50]:
@@ -274,7 +278,7 @@ def _latency_one(n: int) -> dict:
         embed.append((t1 - t0) * 1e3)
         search.append((t2 - t1) * 1e3)
     text_bytes = sum(len(texts[i % len(texts)]) + 1 for i in range(n)) / n
-    return {"n": n, "lookup_ms_p50": pct(lookup, 50), "lookup_ms_p99": pct(lookup, 99),
+    return {"n": n, "vote": vote, "lookup_ms_p50": pct(lookup, 50), "lookup_ms_p99": pct(lookup, 99),
             "embed_ms_p50": pct(embed, 50), "embed_ms_p99": pct(embed, 99),
             "search_ms_p50": pct(search, 50), "search_ms_p99": pct(search, 99),
             "bytes_per_entry": round(per_entry), "payload_bytes": len(payload),
@@ -501,19 +505,20 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--lib", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--vote", action="store_true", help="latency: the kNN-vote policy (issue 14)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.part == "_ann_one":
         print(json.dumps(_ann_one(args.lib, args.n)))
         return
     if args.part == "_latency_one":
-        print(json.dumps(_latency_one(args.n)))
+        print(json.dumps(_latency_one(args.n, args.vote)))
         return
-    parts = {"ann": lambda: part_ann(sizes), "latency": lambda: part_latency(sizes), "pairs": part_pairs,
+    parts = {"ann": lambda: part_ann(sizes), "latency": lambda: part_latency(sizes, args.vote), "pairs": part_pairs,
              "verifier": part_verifier, "clinc": part_clinc}
     for name in (parts if args.part == "all" else args.part.split(",")):
         print(f"== {name}", flush=True)
-        merge_results(name, parts[name]())
+        merge_results(f"{name}_vote" if name == "latency" and args.vote else name, parts[name]())
     print(f"wrote {RESULTS}")
 
 

@@ -4,7 +4,11 @@ Only for routes that mark it eligible (FAQ-style traffic). The embedded text is 
 turn; the namespace is the tenant (or the route's shared namespace), a hash of everything else
 that shapes the answer (system prompt, earlier turns, tools, output format) and the model asked
 for. Embedding and search are CPU work, so they run in a worker thread. Feedback on a served
-answer (`POST /v1/thrifty/feedback`) evicts it and tightens its namespace.
+answer (`POST /v1/thrifty/feedback`): bad evicts it and tightens its namespace; good makes the
+query another key of that answer's cluster. Every stored answer carries the key of its text
+(`answer_key`), so entries with the same answer vote together (thrifty.cache.semantic.vote) and an
+exploration (a would-be hit sent upstream, `explore` on the policy) compares the fresh answer
+with the cached one.
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ class SemanticCaching(Stage):
     def __init__(self, cache: Any, accountant: Accountant, *, served_memory: int = 100_000) -> None:
         self.cache = cache  # thrifty.cache.semantic.SemanticCache
         self.accountant = accountant
-        # request id -> (tenant that received the answer, entry id): feedback is taken only from
+        # request id -> (tenant that received the answer, entry id, query): feedback is taken only from
         # the tenant the answer went to, so no tenant can evict (or learn of) another's entries.
-        self._served: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._served: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self._served_memory = served_memory
 
     async def __call__(self, call: Call, call_next: Next) -> Answer:
@@ -81,22 +85,22 @@ class SemanticCaching(Stage):
         scope = call.policy.semantic_namespace or call.tenant
         namespace = namespace_key(scope, "", f"{call.wire.name}:{call.model}", context)
         try:
-            hit = await asyncio.to_thread(self.cache.lookup, namespace, text)
+            found = await asyncio.to_thread(self.cache.lookup_detail, namespace, text)
         except SemanticStoreUnavailable as exc:
             log.warning("semantic cache unavailable, calling upstream: %s", exc)
             answer = await call_next(call)
             answer.cache = "unavailable"
             return answer
         call.embedding = self.cache.recent_vector(text)  # for a learned router downstream, if computed
-        if hit is not None:
-            entry_record, _score = hit
+        if found.entry is not None:
+            entry_record = found.entry
             try:
                 entry = decode_entry(entry_record.payload, entry_record.entry_id)
             except CorruptEntry as err:
                 log.warning("semantic cache: ignoring corrupt entry %s: %s", entry_record.entry_id, err)
                 await asyncio.to_thread(self.cache.remove, entry_record.entry_id)
             else:
-                self._remember(call.request_id, call.tenant, entry_record.entry_id)
+                self._remember(call.request_id, call.tenant, entry_record.entry_id, text)
                 return served_from_cache(call, entry, "semantic")
         answer = await call_next(call)
         if answer.cache in ("exact", "semantic"):
@@ -111,15 +115,20 @@ class SemanticCaching(Stage):
                           served_model=served_model(call), tier=call.tier, created_at=time.time(), ttl_s=0,
                           baseline_usd=self.accountant.of_call(call, done).baseline_usd)
             entry_id = call.request_id
+            key = _answer_key(call, body)
             try:
-                await asyncio.to_thread(self.cache.add, namespace, text, entry_id, encode_entry(entry, entry_id))
+                if found.explored is not None:
+                    same = bool(key) and key == found.explored.answer_key
+                    await asyncio.to_thread(self.cache.explored, namespace, found.explored, found.score, same)
+                await asyncio.to_thread(self.cache.add, namespace, text, entry_id, encode_entry(entry, entry_id),
+                                        None, key)
             except SemanticStoreUnavailable as exc:
                 log.warning("semantic cache unavailable, answer not stored: %s", exc)
 
         return await after_answer(answer, store, collect=True)
 
-    def _remember(self, request_id: str, tenant: str, entry_id: str) -> None:
-        self._served[request_id] = (tenant, entry_id)
+    def _remember(self, request_id: str, tenant: str, entry_id: str, text: str) -> None:
+        self._served[request_id] = (tenant, entry_id, text)
         while len(self._served) > self._served_memory:
             self._served.popitem(last=False)
 
@@ -134,4 +143,23 @@ class SemanticCaching(Stage):
         threshold = await asyncio.to_thread(self.cache.feedback, entry_id, bad)
         if bad:
             self._served.pop(request_id, None)
+        else:  # the query was served this answer and it was right: one more key of its cluster
+            try:
+                await asyncio.to_thread(self.cache.confirm, entry_id, served[2])
+            except SemanticStoreUnavailable as exc:
+                log.warning("semantic cache unavailable, confirmed query not stored: %s", exc)
         return {"request_id": request_id, "known": True, "evicted": bad, "namespace_threshold": threshold}
+
+
+def _answer_key(call: Call, body: dict[str, Any]) -> str:
+    """The key of the answer's text ("" when it has none, e.g. only tool calls)."""
+    from thrifty.cache.semantic.semantic import answer_key
+
+    try:
+        canonical = call.wire.response_to_canonical(body, call.model)
+        content = canonical["choices"][0]["message"].get("content")
+    except Exception:  # noqa: BLE001 - an answer shape we cannot read: no key, the entry stands alone
+        return ""
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return answer_key(content) if isinstance(content, str) and content.strip() else ""

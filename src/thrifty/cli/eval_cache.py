@@ -16,6 +16,13 @@ Every report also gives the best a plain static cosine threshold of the same emb
 the same pairs within the target (chosen in-sample, so it flatters the baseline): the recall the
 policy must beat to be worth its machinery.
 
+`--stream FILE` evaluates on traffic instead of pairs (thrifty.cache.semantic.stream): JSON Lines
+{"text": str, "answer": str | null} arriving in random orders at an empty cache; `--calibrate`
+is then a calibration stream (disjoint texts) on which the policy's threshold and the static
+cosine's are chosen at the target false-hit rate (wrong answers served / answers served), and
+both are reported on the `--stream` file. The policy is kNN voting over answer clusters
+(thrifty.cache.semantic.vote); `--explore` and `--feedback` add online evidence.
+
 Embedding the texts is most of the run: it uses every core (`--threads`), embeds each distinct
 text once, and shows a progress bar on stderr when that is a terminal.
 """
@@ -51,8 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Calibrate the semantic cache's decision on labelled pairs to a target false-hit "
                     "rate and report precision, recall (hit rate on positives), false-hit rate on "
                     "negatives, AUC, the operating point and lookup latency.")
-    p.add_argument("--pairs", required=True, metavar="FILE",
-                   help='JSON Lines of {"a": str, "b": str, "label": 0|1} (1: a\'s answer serves b)')
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--pairs", metavar="FILE",
+                      help='JSON Lines of {"a": str, "b": str, "label": 0|1} (1: a\'s answer serves b)')
+    data.add_argument("--stream", metavar="FILE",
+                      help='JSON Lines of {"text": str, "answer": str|null}: traffic replayed through the cache '
+                           '(null: an answer no other query shares); --calibrate is then a stream too')
     fixed = p.add_mutually_exclusive_group()
     fixed.add_argument("--calibrate", metavar="FILE",
                        help="fit the operating point on these pairs instead (then --pairs is a pure test set)")
@@ -71,6 +82,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="lookups timed for latency (default 200; 0 skips)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="CPU threads for embedding the pairs (default: all cores; lookups stay on one)")
+    p.add_argument("--orders", type=int, default=3, metavar="N",
+                   help="--stream: random arrival orders per stream, pooled (default 3)")
+    p.add_argument("--explore", type=float, default=0.0, metavar="P",
+                   help="--stream: share of would-be hits sent upstream to check the cached answer (default 0)")
+    p.add_argument("--feedback", type=float, default=0.0, metavar="F",
+                   help="--stream: share of served hits a client reports on (default 0)")
     p.add_argument("--save", metavar="FILE", help="write the calibrated decision policy as JSON")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
@@ -113,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         raise ThriftyError(f"--threads must be at least 1, got {args.threads}")
     if args.save and (args.policy or args.default):
         raise ThriftyError("--save writes a fitted policy; --policy and --default fit nothing")
+    if args.stream:
+        return run_stream(args)
     test = read_pairs(args.pairs)
     train = read_pairs(args.calibrate) if args.calibrate else None
     fixed = None
@@ -162,7 +181,8 @@ def load_policy(path: str, *, verifier: bool):
 class _Progress:
     """`embedding [####....] 41% 1,234/3,000 (210/s)` on stderr, redrawn at most ~10 times a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "embedding") -> None:
+        self._label = label
         self._start = self._last = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
@@ -172,7 +192,7 @@ class _Progress:
         self._last = now
         filled = int(30 * done / total)
         rate = done / max(now - self._start, 1e-9)
-        sys.stderr.write(f"\rembedding [{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% "
+        sys.stderr.write(f"\r{self._label} [{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% "
                          f"{done:,}/{total:,} ({rate:,.0f}/s)")
         if done >= total:
             sys.stderr.write("\n")
@@ -330,6 +350,107 @@ def format_report(r: dict) -> str:
         lat = r["lookup_latency_ms"]
         lines.append(f"lookup         p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms "
                      f"(embed + search + decide, {lat['entries']} entries, {lat['lookups']} lookups)")
+    if "saved" in r:
+        lines.append(f"saved policy   {r['saved']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- --stream
+
+def read_stream(path: str) -> tuple[list[str], list[str | None]]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ThriftyError(f"cannot read stream file {path}: {exc.strerror or exc}") from exc
+    texts, answers = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ThriftyError(f"{path}:{number}: not JSON: {exc.msg}") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) \
+                or not (row.get("answer") is None or isinstance(row.get("answer"), str)):
+            raise ThriftyError(f'{path}:{number}: expected {{"text": str, "answer": str|null}}')
+        texts.append(row["text"])
+        answers.append(row["answer"])
+    if not texts:
+        raise ThriftyError(f"{path}: no queries")
+    return texts, answers
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    from thrifty.cache.semantic import GuardVerifier, OnnxEmbedder, default_policy
+    from thrifty.cache.semantic.stream import Stream, evaluate_stream
+    from thrifty.errors import EmbedderUnavailable
+
+    if args.orders < 1:
+        raise ThriftyError(f"--orders must be at least 1, got {args.orders}")
+    for name in ("explore", "feedback"):
+        if not 0.0 <= getattr(args, name) < 1.0 + (name == "feedback"):
+            raise ThriftyError(f"--{name} must be in [0, 1], got {getattr(args, name)}")
+    if not (args.calibrate or args.policy or args.default):
+        raise ThriftyError("--stream needs --calibrate STREAM (or --policy / --default to score a fixed policy)")
+    test = read_stream(args.stream)
+    calibration = read_stream(args.calibrate) if args.calibrate else None
+    fixed = None
+    if args.policy:
+        fixed = load_policy(args.policy, verifier=not args.no_verifier)
+    elif args.default:
+        fixed = default_policy(verifier=not args.no_verifier)
+    texts = list(dict.fromkeys(test[0] + (calibration[0] if calibration else [])))
+    tty = sys.stderr.isatty()
+    try:
+        started = time.perf_counter()
+        vectors = dict(zip(texts, OnnxEmbedder(threads=args.threads).embed_batch(
+            texts, progress=_Progress() if tty else None)))
+        embed_s = time.perf_counter() - started
+    except EmbedderUnavailable as exc:
+        raise ThriftyError(str(exc)) from exc
+
+    def stream(data):
+        import numpy as np
+
+        return Stream(data[0], data[1], np.stack([vectors[t] for t in data[0]]))
+
+    report = evaluate_stream(stream(test), stream(calibration) if calibration else None,
+                             target=args.target_false_hit, orders=args.orders, confidence=args.confidence or None,
+                             verifier=None if args.no_verifier else GuardVerifier(),
+                             explore=args.explore, feedback=args.feedback, fixed=fixed,
+                             progress=_Progress("streams  ") if tty else None)
+    report["embedding"] = {"texts": len(texts), "seconds": embed_s, "per_second": len(texts) / max(embed_s, 1e-9)}
+    fitted = report.pop("fitted", None)
+    if args.save and fitted is not None:
+        saved = {**fitted.to_dict(), "verifier": repr(fitted.verifier) if fitted.verifier else None}
+        Path(args.save).write_text(json.dumps(saved, indent=2) + "\n")
+        report["saved"] = args.save
+    if args.json:
+        print(json.dumps(_without_nan(report), indent=2))
+    else:
+        print(format_stream_report(report))
+    return 0
+
+
+def format_stream_report(r: dict) -> str:
+    def row(name: str, x: dict) -> str:
+        return (f"{name:<15} recall {_num(x['recall'])}  false-hit {_num(x['false_hit_rate'])} "
+                f"({x['wrong']} wrong of {x['served']} served; {_num(x['false_hits_per_lookup'])} per lookup)"
+                + (f", {x['explored']} explored" if x.get("explored") else ""))
+    lines = [f"stream         {r['lookups']} lookups x {r['orders']} orders, target false-hit {r['target_false_hit']:g} "
+             f"(wrong served / served, bound at confidence {r['confidence'] or 'none'} on --calibrate); "
+             f"recall = right served / lookups whose answer was cached"]
+    policy = r["policy"]
+    if "static_cosine" in r:
+        st = r["static_cosine"]
+        lines.append(row("static cosine", st) + f"  [cosine > {st['threshold']:.3f}, chosen on --calibrate]")
+        best = r["static_cosine_best"]
+        lines.append(row("best static", best) + f"  [cosine > {best['threshold']:.3f}, chosen in-sample on --stream]")
+    lines.append(row("policy", policy) + f"  [{policy['description']}, score > {policy['threshold']:.3f}]")
+    if "recall_ratio" in r:
+        lines.append(f"recall ratio   {_num(r['recall_ratio'], 2)} x the best static cosine")
+    emb = r["embedding"]
+    lines.append(f"embedding      {emb['texts']} distinct texts in {emb['seconds']:.1f} s ({emb['per_second']:.0f}/s)")
     if "saved" in r:
         lines.append(f"saved policy   {r['saved']}")
     return "\n".join(lines)

@@ -31,6 +31,8 @@ import numpy as np
 
 from thrifty.errors import CalibrationError
 
+from thrifty.cache.semantic.vote import VoteWeights
+
 if TYPE_CHECKING:
     from thrifty.cache.semantic.verifier import Verifier
 
@@ -187,18 +189,25 @@ class _NamespaceLog:
     served: deque = field(default_factory=lambda: deque(maxlen=10_000))
     bad: deque = field(default_factory=lambda: deque(maxlen=10_000))
     floor: float = -1.0  # tightened threshold from feedback
+    checked: deque = field(default_factory=lambda: deque(maxlen=10_000))  # scores of explored would-be hits
+    checked_bad: deque = field(default_factory=lambda: deque(maxlen=10_000))  # ... whose answer differed
 
 
 class DecisionPolicy:
     """Per-namespace thresholds + optional verifier: the one decision the gateway and the eval use.
 
     `default` is the operating point of namespaces that have no calibration of their own.
+    With `vote` (kNN voting over answer clusters, thrifty.cache.semantic.vote) the thresholds
+    apply to the vote's score instead of the nearest neighbour's cosine.
     """
 
     def __init__(self, default: OperatingPoint | float, *, verifier: Verifier | None = None,
-                 target_bad_hit: float | None = None, history: int = 10_000) -> None:
+                 target_bad_hit: float | None = None, history: int = 10_000,
+                 vote: VoteWeights | None = None, explore: float = 0.0) -> None:
         self.default = default if isinstance(default, OperatingPoint) else OperatingPoint(threshold=float(default))
         self.verifier = verifier
+        self.vote = vote
+        self.explore = explore  # share of would-be hits a SemanticCache sends upstream to check
         self.target_bad_hit = self.default.target_false_hit if target_bad_hit is None else target_bad_hit
         self._history = history
         self._calibrated: dict[str, OperatingPoint] = {}
@@ -262,6 +271,19 @@ class DecisionPolicy:
             log.floor = max(log.floor, _tightened(log.served, log.bad, self.target_bad_hit))
         return self.threshold(namespace)
 
+    def record_check(self, namespace: str, score: float, bad: bool) -> float:
+        """An exploration checked a would-be hit at `score` against a fresh answer. Checks are an
+        unbiased sample of what would be served, so they are counted apart from served hits (whose
+        verdicts mostly never come): after a bad one the threshold rises to the lowest cut above
+        which the bad share of the checks is within the target. Returns the new threshold."""
+        with self._lock:
+            log = self._log(namespace)
+            log.checked.append(float(score))
+            if bad:
+                log.checked_bad.append(float(score))
+                log.floor = max(log.floor, _tightened(log.checked, log.checked_bad, self.target_bad_hit))
+        return self.threshold(namespace)
+
     def reset_namespace(self, namespace: str) -> None:
         """Forget a namespace's feedback (after a fresh calibration, say)."""
         with self._lock:
@@ -270,14 +292,22 @@ class DecisionPolicy:
     # -------------------------------------------------------------- persistence
 
     def to_dict(self) -> dict:
-        return {"default": self.default.to_dict(), "target_bad_hit": self.target_bad_hit,
+        data = {"default": self.default.to_dict(), "target_bad_hit": self.target_bad_hit,
                 "namespaces": {ns: op.to_dict() for ns, op in self._calibrated.items()},
                 "floors": {ns: log.floor for ns, log in self._logs.items() if log.floor > -1.0}}
+        if self.vote is not None:
+            data["vote"] = self.vote.to_dict()
+        if self.explore:
+            data["explore"] = self.explore
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, *, verifier: Verifier | None = None) -> DecisionPolicy:
+        vote = data.get("vote")
         policy = cls(OperatingPoint.from_dict(data["default"]), verifier=verifier,
-                     target_bad_hit=data.get("target_bad_hit"))
+                     target_bad_hit=data.get("target_bad_hit"),
+                     vote=VoteWeights.from_dict(vote) if isinstance(vote, dict) else None,
+                     explore=float(data.get("explore", 0.0)))
         for ns, op in data.get("namespaces", {}).items():
             policy._calibrated[ns] = OperatingPoint.from_dict(op)
         for ns, floor in data.get("floors", {}).items():

@@ -30,6 +30,12 @@ class SemanticEntry:
     payload: bytes  # the cached answer, opaque here
     vector: np.ndarray | None = None  # kept by stores that other replicas rebuild from
     created_at: float = 0.0
+    answer_key: str = ""  # entries with the same key in a namespace give the same answer ("": only itself)
+
+    @property
+    def cluster(self) -> str:
+        """The answer cluster this entry votes for (thrifty.cache.semantic.vote)."""
+        return self.answer_key or self.entry_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,8 @@ class RedisEntryStore(EntryStore):
     def put(self, entry: SemanticEntry) -> None:
         fields = {"ns": entry.namespace, "text": entry.text, "payload": entry.payload,
                   "ts": repr(entry.created_at or time.time())}
+        if entry.answer_key:
+            fields["ak"] = entry.answer_key
         if entry.vector is not None:
             fields["vec"] = np.asarray(entry.vector, dtype=np.float32).tobytes()
 
@@ -173,7 +181,7 @@ class RedisEntryStore(EntryStore):
         return SemanticEntry(entry_id=entry_id, namespace=raw[b"ns"].decode(), text=raw[b"text"].decode(),
                              payload=raw[b"payload"],
                              vector=np.frombuffer(vec, dtype=np.float32).copy() if vec else None,
-                             created_at=float(raw.get(b"ts", b"0")))
+                             created_at=float(raw.get(b"ts", b"0")), answer_key=raw.get(b"ak", b"").decode())
 
     def get(self, entry_id: str) -> SemanticEntry | None:
         raw = self._call(self._r.hgetall, self._key(entry_id))
