@@ -57,3 +57,18 @@ def test_memory_is_bounded():
     for i in range(50):
         mem.sight("acme", "gpt-4o", chat(f"question {i}", system=f"system {i}"))
     assert len(mem) == 10
+
+
+def test_beyond_about_15_requests_a_minute_per_route_requests_overflow_and_miss():
+    clock = Clock()
+    mem = AutomaticCacheMemory(clock=clock)
+    shares = []
+    for i in range(20):  # 20 questions behind one system prompt within a minute
+        shares.append(mem.sight("acme", "gpt-4o", chat(f"question {i}")))
+        clock.t += 1
+    assert shares[0] == 0.0 and all(s > 0.9 for s in shares[1:15])
+    assert shares[15:] == [0.0] * 5  # the 16th and later overflow
+    clock.t += 60  # the rate has fallen back: the prefix's machine still holds it
+    assert mem.sight("acme", "gpt-4o", chat("later")) > 0.9
+    other_key = {**chat("keyed"), "prompt_cache_key": "k1"}  # another route of its own
+    assert mem.sight("acme", "gpt-4o", other_key) == 0.0
