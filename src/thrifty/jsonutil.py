@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -37,3 +37,24 @@ def nesting_exceeds(raw: bytes, obj: Any, limit: int) -> bool:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
     return False
+
+
+def jsonl_lines(path: str, kind: str) -> Iterator[tuple[str, Any]]:
+    """(`path:line`, parsed value) for each non-blank line of a JSON Lines file; a ThriftyError
+    names the file (`kind`: what it holds, for the message) or the first line that is not JSON."""
+    import json
+    from pathlib import Path
+
+    from thrifty.errors import ThriftyError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ThriftyError(f"cannot read {kind} file {path}: {exc.strerror or exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield f"{path}:{number}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ThriftyError(f"{path}:{number}: not JSON: {exc.msg}") from exc

@@ -94,23 +94,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def read_pairs(path: str) -> list[tuple[str, str, int]]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ThriftyError(f"cannot read pairs file {path}: {exc.strerror or exc}") from exc
+    from thrifty.jsonutil import jsonl_lines
+
     pairs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ThriftyError(f"{path}:{number}: not JSON: {exc.msg}") from exc
+    for where, row in jsonl_lines(path, "pairs"):
         if not isinstance(row, dict) or not isinstance(row.get("a"), str) or not isinstance(row.get("b"), str):
-            raise ThriftyError(f'{path}:{number}: expected {{"a": str, "b": str, "label": 0|1}}')
+            raise ThriftyError(f'{where}: expected {{"a": str, "b": str, "label": 0|1}}')
         label = row.get("label")
         if isinstance(label, bool) or label not in (0, 1):
-            raise ThriftyError(f"{path}:{number}: label must be 0 or 1, got {label!r}")
+            raise ThriftyError(f"{where}: label must be 0 or 1, got {label!r}")
         pairs.append((row["a"], row["b"], int(label)))
     if not pairs:
         raise ThriftyError(f"{path}: no pairs")
@@ -358,21 +350,13 @@ def format_report(r: dict) -> str:
 # ---------------------------------------------------------------- --stream
 
 def read_stream(path: str) -> tuple[list[str], list[str | None]]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ThriftyError(f"cannot read stream file {path}: {exc.strerror or exc}") from exc
+    from thrifty.jsonutil import jsonl_lines
+
     texts, answers = [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ThriftyError(f"{path}:{number}: not JSON: {exc.msg}") from exc
+    for where, row in jsonl_lines(path, "stream"):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) \
                 or not (row.get("answer") is None or isinstance(row.get("answer"), str)):
-            raise ThriftyError(f'{path}:{number}: expected {{"text": str, "answer": str|null}}')
+            raise ThriftyError(f'{where}: expected {{"text": str, "answer": str|null}}')
         texts.append(row["text"])
         answers.append(row["answer"])
     if not texts:

@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
 from thrifty.cli.eval_cache import eval_subparsers
 from thrifty.errors import ThriftyError
@@ -40,22 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def read_labelled(path: str) -> list[dict]:
     from thrifty.routing.features import REQUEST_TYPES
 
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ThriftyError(f"cannot read prompts file {path}: {exc.strerror or exc}") from exc
+    from thrifty.jsonutil import jsonl_lines
+
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ThriftyError(f"{path}:{number}: not JSON: {exc.msg}") from exc
+    for where, row in jsonl_lines(path, "prompts"):
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise ThriftyError(f'{path}:{number}: expected {{"prompt": str, "type": str}}')
+            raise ThriftyError(f'{where}: expected {{"prompt": str, "type": str}}')
         if row.get("type") not in REQUEST_TYPES:
-            raise ThriftyError(f"{path}:{number}: type must be one of {', '.join(REQUEST_TYPES)}, "
+            raise ThriftyError(f"{where}: type must be one of {', '.join(REQUEST_TYPES)}, "
                                f"got {row.get('type')!r}")
         rows.append({"prompt": row["prompt"], "type": row["type"], "source": str(row.get("source") or "-")})
     if not rows:
