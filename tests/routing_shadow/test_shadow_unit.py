@@ -17,8 +17,10 @@ from thrifty.config import parse_config
 from thrifty.contract import Answer, Call
 from thrifty.contract.usage import Usage
 from thrifty.core.gateway import Gateway
+from thrifty.core.recorder import Recorder
 from thrifty.core.policy import Policies
 from thrifty.errors import ConfigError
+from thrifty.pricing import Accountant
 from thrifty.routing.shadow import ShadowLane
 from thrifty.routing.shadow_budget import ShadowBudget
 from thrifty.routing.shadow_score import read_judgement, score_exact, score_validator
@@ -127,7 +129,7 @@ def lane_and_call(shadow, sender):
     gw = Gateway(cfg)
     ledger = _Ledger()
     lane = ShadowLane(cfg.routes, router=gw.router, deployments=gw.deployments, preparer=gw.preparer,
-                      prices=gw.prices, ledger=ledger, sender=sender)
+                      prices=gw.prices, recorder=Recorder(ledger, Accountant(gw.prices)), sender=sender)
     policy = Policies(cfg).for_call("demo", "tickets", "thrifty/auto")
     wire = get_wire("openai")
 
@@ -290,7 +292,7 @@ def test_the_cap_survives_a_restart(tmp_path):
                 shadow_tier="fast", shadow_cost_usd=Decimal("0.0003"), judge_cost_usd=Decimal("0.0002"),
                 method="exact", score=1.0))
         lane = ShadowLane(cfg.routes, router=gw.router, deployments=gw.deployments, preparer=gw.preparer,
-                          prices=gw.prices, ledger=ledger, sender=_StuckSender())
+                          prices=gw.prices, recorder=Recorder(ledger, Accountant(gw.prices)), sender=_StuckSender())
         lane.reseed()
         assert lane.routes["tickets"].budget.left() == Decimal("0.0005")
     finally:

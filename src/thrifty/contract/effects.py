@@ -61,3 +61,12 @@ class Batched(Effect):
     """Thrifty sent the call through a provider's batch API although the client asked for an
     answer now (the deferred lane): undone by pricing the same usage at the interactive price.
     Always the innermost effect: the provider billed the call at its batch price."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unrequested(Effect):
+    """A call the client never asked for, made by the lever for its own ends (a shadow sample):
+    its baseline is 0 and its whole cost is the lever's, a negative saving."""
+
+    note: str | None = None  # on the lever's saving
+    unpriced: str = "unpriced call"  # the note instead, when the call's cost is unknown

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from thrifty.contract import (
-    AnsweredFromCache, Answer, Batched, BreakpointsAdded, Call, Counted, Effect, LeverSaving, ModelMoved, Usage,
+    AnsweredFromCache, Answer, Batched, BreakpointsAdded, Call, Counted, Effect, LeverSaving, ModelMoved, Unrequested,
+    Usage,
 )
 from thrifty.pricing.book import PriceBook
 
@@ -98,6 +99,9 @@ class Accountant:
         one the client would have had without Thrifty, never counted as a saving. A call that
         Thrifty batched on its own (the deferred lane) carries a `Batched` effect instead.
         """
+        added = next((e for e in effects if isinstance(e, Unrequested)), None)
+        if added is not None:
+            return unrequested(added.lever, actual, added.note, added.unpriced)
         hit = next((e for e in effects if isinstance(e, AnsweredFromCache)), None)
         if hit is not None:
             return Accounting(hit.baseline_usd, model, (LeverSaving(hit.lever, hit.baseline_usd, hit.estimated),),
@@ -160,9 +164,15 @@ class Accountant:
     def discarded(cost: Decimal | None) -> Accounting:
         """An attempt the client never got (escalation, a consistency sample): the client would not
         have made it, so its baseline is 0 and its whole cost is the escalation lever's, negative."""
-        if cost is None:
-            return Accounting(None, None, (LeverSaving("escalation", None, note="unpriced attempt"),), None)
-        return Accounting(ZERO, None, (LeverSaving("escalation", -cost),), ZERO)
+        return unrequested("escalation", cost, None, "unpriced attempt")
+
+
+def unrequested(lever: str, cost: Decimal | None, note: str | None, unpriced: str) -> Accounting:
+    """A call the client would not have made (a discarded attempt, a shadow sample): baseline 0,
+    its whole cost the lever's negative saving (`unpriced` is the note when its cost is unknown)."""
+    if cost is None:
+        return Accounting(None, None, (LeverSaving(lever, None, note=unpriced),), None)
+    return Accounting(ZERO, None, (LeverSaving(lever, -cost, note=note),), ZERO)
 
 
 def _merged(counted: tuple[LeverSaving, ...], saved: list[LeverSaving]) -> tuple[LeverSaving, ...]:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from thrifty.contract import Answer, Call, LeverSaving
+from thrifty.contract import Answer, Call, Unrequested
 from thrifty.contract.call import after_answer
-from thrifty.ledger.schema import ACCOUNTING, LedgerRow
+from thrifty.contract.exchange import Exchange
 from thrifty.ledger.shadow import ShadowOutcome, record_shadow
 from thrifty.routing.features import features_from_body
 from thrifty.routing.shadow_budget import ShadowBudget
@@ -81,14 +81,17 @@ class ShadowLane:
     """The shadow jobs of every route that configures one; built once by the gateway."""
 
     def __init__(self, routes: Sequence[Any], *, router: Any, deployments: Any, preparer: Any, prices: Any,
-                 ledger: Any, sender: Any = None) -> None:
+                 recorder: Any, sender: Any = None) -> None:
         from thrifty.budgets.estimate import Estimator
         from thrifty.providers.call import ProviderCall
 
         self.router = router
         self.deployments = deployments
         self.preparer = preparer
-        self.ledger = ledger
+        # Rows go through the gateway's one writer (core.recorder.Recorder), so its observers
+        # (metrics, spans, alerts) count the shadow spend too.
+        self.recorder = recorder
+        self.ledger = recorder.ledger
         self.routes: dict[str, _RouteShadow] = {}
         for r in routes:
             if r.shadow is not None:
@@ -209,13 +212,13 @@ class ShadowLane:
             return
         text, finish, cost = got
         judge_cost: Decimal | None = None
-        score = self._score(call, job.reference, text, finish, cfg.score)
+        features = features_from_body(call.body, call.wire, headers=call.headers, tenant=call.tenant)
+        score = self._score(call, features, job.reference, text, finish, cfg.score)
         if score is None:  # the judge
             score, judge_cost = await self._judge(job, text)
         key = "scored" if score.score is not None else "unscored"
         setattr(self.stats, key, getattr(self.stats, key) + 1)
         self.stats.by_method[score.method] = self.stats.by_method.get(score.method, 0) + 1
-        features = features_from_body(call.body, call.wire, headers=call.headers, tenant=call.tenant)
         outcome = ShadowOutcome(
             request_id=call.request_id, shadow_request_id=call.request_id + ".shadow", at=time.time(),
             tenant=call.tenant, feature=call.feature, route=getattr(call.policy, "route", None),
@@ -228,11 +231,11 @@ class ShadowLane:
         if driver is not None:
             await asyncio.to_thread(record_shadow, driver, outcome)
 
-    def _score(self, call: Call, reference: str, text: str, finish: str | None, mode: str) -> Score | None:
+    def _score(self, call: Call, features: Any, reference: str, text: str, finish: str | None,
+               mode: str) -> Score | None:
         """The agreement without a model; None when the judge is to be asked."""
         if mode == "judge":
             return None
-        features = features_from_body(call.body, call.wire, headers=call.headers, tenant=call.tenant)
         if mode == "exact" or (mode == "auto" and features.request_type in EXACT_TYPES):
             return score_exact(reference, text, features.choices)
         schema = call.wire.requested_schema(call.body)
@@ -261,7 +264,10 @@ class ShadowLane:
         call = Call(request_id=client.request_id + suffix, tenant=client.tenant, wire=wire,
                     headers=dict(client.headers), body=copy.deepcopy(dict(body)), model=route.deployment, stream=stream,
                     feature=client.feature, user=client.user, task=client.task, call_site=client.call_site,
-                    policy=client.policy)
+                    policy=client.policy, tier=tier)
+        # The client would not have made this call: its whole cost is spend the lane added.
+        call.effects.append(Unrequested("shadow", note="shadow call (learning from live traffic)",
+                                        unpriced="unpriced shadow call"))
         self.preparer.prepare(call, route)
         up_wire = route.provider.wire
         est = self.estimator.estimate(call.upstream_body, up_wire, route.model, route.price_provider)
@@ -285,40 +291,26 @@ class ShadowLane:
             cost = answer.cost if answer is not None and answer.complete else None
             budget.settle(est.usd, cost)  # unknown: charged at its worst case
             self.stats.failed += 1
-            self._record(client, call, route, tier, answer, cost, started, status=getattr(exc, "status", 502),
+            self._record(client, call, answer, started, status=200 if cost is not None else getattr(exc, "status", 502),
                          error=f"shadow failed: {type(exc).__name__}")
             log.warning("shadow: %s to %s failed: %s", call.request_id, route.deployment, exc)
             return None
         budget.settle(est.usd, answer.cost)
         self.stats.spent_usd += answer.cost if answer.cost is not None else est.usd
-        self._record(client, call, route, tier, answer, answer.cost, started, status=200,
+        self._record(client, call, answer, started, status=200,
                      error="shadow sample" if suffix == ".shadow" else "shadow judge")
         return view.text, view.finish_reason, answer.cost
 
-    def _record(self, client: Call, call: Call, route: Any, tier: str, answer: Answer | None,
-                cost: Decimal | None, started: float, *, status: int, error: str) -> None:
+    def _record(self, client: Call, call: Call, answer: Answer | None, started: float, *, status: int,
+                error: str) -> None:
+        """The call's ledger row, in lane `shadow` with the client call's tenant and attribution.
+        `status` 200 for an answer the provider billed (also one the lane then could not read)."""
         finished = time.time()
-        row = LedgerRow(request_id=call.request_id, started_at=started, finished_at=finished, tenant=client.tenant,
-                        feature=client.feature, user=client.user, task=client.task, call_site=client.call_site,
-                        surface=client.wire.name, provider=route.provider.name, requested_model=client.model,
-                        served_model=route.model, tier=tier, status=status, error_type=error,
-                        latency_ms=(finished - started) * 1000.0, stream=call.stream, retries=call.retries,
-                        lane="shadow", accounting=ACCOUNTING)
-        if answer is not None:
-            u = answer.usage
-            row.prompt_tokens, row.cached_tokens = u.input_tokens, u.cache_read_tokens
-            row.cache_write_tokens, row.cache_write_1h_tokens = u.cache_write_tokens, u.cache_write_1h_tokens
-            row.completion_tokens, row.reasoning_tokens = u.output_tokens, u.reasoning_tokens
-        row.cost_usd = cost
-        if cost is not None:
-            # The client would not have made this call: baseline 0, and its whole cost is spend the
-            # shadow lane added (a negative lever), so it never reads as a saving.
-            row.baseline_cost_usd = ZERO
-            row.provider_discount_usd = ZERO
-            row.levers = (LeverSaving("shadow", -cost, note="shadow call (learning from live traffic)"),)
-        else:
-            row.levers = (LeverSaving("shadow", None, note="unpriced shadow call"),)
-        self.ledger.record(row)
+        ex = Exchange(request_id=call.request_id, started_at=started, tenant=client.tenant, surface=client.wire.name,
+                      feature=client.feature, user=client.user, task=client.task, call_site=client.call_site,
+                      requested_model=client.model, stream=call.stream, status=status, error_type=error,
+                      latency_ms=(finished - started) * 1000.0, finished_at=finished, lane="shadow")
+        self.recorder.record(ex, call, answer)
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
