@@ -19,7 +19,7 @@ import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from thrifty.contract import Answer, Attempt, Call
+from thrifty.contract import Answer, Attempt, Call, Usage
 from thrifty.contract.exchange import Exchange
 from thrifty.ledger import Ledger, LedgerRow
 from thrifty.pricing import Accountant, Accounting
@@ -64,7 +64,7 @@ class Recorder:
                 row.provider, row.served_model = None, answer.served_model
                 row.tier = answer.tier
             row.cache = answer.cache
-            _usage_into(row, answer)
+            _usage_into(row, answer.usage)
             row.cost_usd = answer.cost
             if call is not None:
                 self._account(row, self.accountant.of_call(call, answer))  # worked out once per answer
@@ -111,18 +111,14 @@ class Recorder:
         route = attempt.deployment
         row.provider, row.served_model, row.tier = route.provider.name, route.model, attempt.tier
         row.retries = attempt.retries
-        u = attempt.usage
-        row.prompt_tokens, row.cached_tokens = u.input_tokens, u.cache_read_tokens
-        row.cache_write_tokens, row.cache_write_1h_tokens = u.cache_write_tokens, u.cache_write_1h_tokens
-        row.completion_tokens, row.reasoning_tokens = u.output_tokens, u.reasoning_tokens
+        _usage_into(row, attempt.usage)
         row.cost_usd = attempt.cost
         if attempt.status == 200:  # a failed attempt's cost is unknown: no accounting claimed
             self._account(row, self.accountant.discarded(attempt.cost))
         return row
 
 
-def _usage_into(row: LedgerRow, answer: Answer) -> None:
-    u = answer.usage
+def _usage_into(row: LedgerRow, u: Usage) -> None:
     row.prompt_tokens = u.input_tokens
     row.cached_tokens = u.cache_read_tokens
     row.cache_write_tokens = u.cache_write_tokens
