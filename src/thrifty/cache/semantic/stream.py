@@ -45,16 +45,20 @@ class StreamResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def counted(cls, lookups: int, possible: int, served: int, wrong: int, explored: int) -> StreamResult:
+        """The result of these counts, its rates worked out as the module doc defines them."""
+        return cls(lookups, possible, served, wrong, explored,
+                   recall=(served - wrong) / possible if possible else math.nan,
+                   false_hit_rate=wrong / served if served else 0.0,
+                   false_hits_per_lookup=wrong / lookups if lookups else math.nan)
+
 
 def pooled(results: Sequence[StreamResult]) -> StreamResult:
     """Several runs (stream orders) counted as one."""
-    lookups, possible = sum(r.lookups for r in results), sum(r.possible for r in results)
-    served, wrong = sum(r.served for r in results), sum(r.wrong for r in results)
-    right = served - wrong
-    return StreamResult(lookups, possible, served, wrong, sum(r.explored for r in results),
-                        recall=right / possible if possible else math.nan,
-                        false_hit_rate=wrong / served if served else 0.0,
-                        false_hits_per_lookup=wrong / lookups if lookups else math.nan)
+    return StreamResult.counted(sum(r.lookups for r in results), sum(r.possible for r in results),
+                                sum(r.served for r in results), sum(r.wrong for r in results),
+                                sum(r.explored for r in results))
 
 
 def simulate(texts: Sequence[str], answers: Sequence[str | None], vectors: np.ndarray, policy: DecisionPolicy, *,
@@ -86,11 +90,7 @@ def simulate(texts: Sequence[str], answers: Sequence[str | None], vectors: np.nd
             cache.explored(NAMESPACE, found.explored, found.score, found.explored.payload.decode() == label)
         cache.add(NAMESPACE, text, f"q{n}", label.encode(), vector, answer_key=label)
         held.add(label)
-    right = served - wrong
-    return StreamResult(len(texts), possible, served, wrong, explored,
-                        recall=right / possible if possible else math.nan,
-                        false_hit_rate=wrong / served if served else 0.0,
-                        false_hits_per_lookup=wrong / len(texts) if texts else math.nan)
+    return StreamResult.counted(len(texts), possible, served, wrong, explored)
 
 
 def false_hit_bound(result: StreamResult, confidence: float | None, orders: int = 1) -> float:
