@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Sequence
 
 from thrifty.ledger.schema import LedgerRow
 
@@ -66,6 +66,19 @@ class Driver(ABC):
 
     def disconnect(self, conn: Any) -> None:
         conn.close()
+
+    def execute_once(self, sql: str, params: Sequence[Any]) -> None:
+        """One statement, durably, in a short transaction on a connection of its own: for rare
+        writes that do not go through the buffered row writer (a client's verdict, a shadow
+        outcome). Raises ConnectionError when the database cannot be reached."""
+        conn = self.connect()
+        try:
+            conn.execute(sql, params)
+            commit = getattr(conn, "commit", None)
+            if commit is not None:  # psycopg opens a transaction; sqlite3 here is in autocommit mode
+                commit()
+        finally:
+            self.disconnect(conn)
 
     @abstractmethod
     def reader(self) -> ContextManager[Any]:

@@ -92,15 +92,8 @@ def record_outcome(driver: Driver, request_id: str, outcome: str, reason: str | 
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
     if reason is not None:
         reason = reason[:MAX_REASON_CHARS]
-    conn = driver.connect()
-    try:
-        conn.execute(_INSERT.format(m=driver.dialect.mark),
-                     (request_id, outcome, reason, time.time() if at is None else at))
-        commit = getattr(conn, "commit", None)
-        if commit is not None:  # psycopg opens a transaction; sqlite3 here is in autocommit mode
-            commit()
-    finally:
-        driver.disconnect(conn)
+    driver.execute_once(_INSERT.format(m=driver.dialect.mark),
+                        (request_id, outcome, reason, time.time() if at is None else at))
 
 
 def select_outcomes(driver: Driver, where: RowFilter | None, group_by: str | None = None,

@@ -3,7 +3,7 @@
 A shadowed call (thrifty.routing.shadow) is a client call sent again, off its path, to a cheaper
 tier. The row keeps the prompt, both deployments and their costs, and how well the shadow's answer
 agreed with the answer the client got (`score` in [0, 1], None when no scorer applied). Rows are
-written one short transaction at a time on a connection of their own, as `record_outcome` does:
+written one short transaction at a time on a connection of their own (`Driver.execute_once`):
 a few per minute at most, and never on the client's path (the shadow lane calls this in a thread).
 
 `outcome_rows` turns them into the `thrifty eval router` / `thrifty train router --data` contract:
@@ -54,14 +54,7 @@ def record_shadow(driver: Driver, outcome: ShadowOutcome) -> None:
     mark = driver.dialect.mark
     sql = f"INSERT INTO shadow_outcomes ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
     values = [money_to_text(getattr(outcome, c)) if c in _MONEY else getattr(outcome, c) for c in COLUMNS]
-    conn = driver.connect()
-    try:
-        conn.execute(sql, values)
-        commit = getattr(conn, "commit", None)
-        if commit is not None:  # psycopg opens a transaction; sqlite3 here is in autocommit mode
-            commit()
-    finally:
-        driver.disconnect(conn)
+    driver.execute_once(sql, values)
 
 
 def select_shadow(driver: Driver, *, tenant: str | None = None, route: str | None = None,
