@@ -215,3 +215,41 @@ def test_export_shadow_then_train_router(shadow_stack, tmp_path):
     assert main(["train", "router", "--data", str(out), "--config", str(s.config_path), "--out", str(policy),
                  "--folds", "2", "--strong", "gpt-4o", "--weak", "gpt-4o-mini", "--json"]) == 0
     assert json.loads(policy.read_text())["models"] == {"cheap": "gpt-4o-mini", "strong": "gpt-4o"}
+
+
+def test_metrics_show_the_lane_per_route_as_the_outcomes_table_has_it(shadow_stack):
+    """`/metrics` counts the lane's events per route; what it says agrees with shadow_outcomes
+    (scored calls, the sum of their agreement) and with the cap refusing the `capped` route."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    s = shadow_stack
+    headers, _ = ask(s, AGREE[0] + " (metrics)")
+    rid = headers["x-thrifty-request-id"]
+    shadow_outcomes(s, [rid])
+    wait_rows(s.ledger_path, [rid, rid + ".shadow"])  # every client row is in the table to count
+    with urllib.request.urlopen(f"{s.url}/metrics", timeout=10) as r:  # loopback, no key configured
+        text = r.read().decode()
+    events, score_sum = {}, {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "thrifty_shadow_events_total":
+                events[(sample.labels["route"], sample.labels["event"])] = sample.value
+            elif sample.name == "thrifty_shadow_agreement_score_total":
+                score_sum[sample.labels["route"]] = sample.value
+    con = sqlite3.connect(s.ledger_path)
+    try:
+        scored, total = con.execute("SELECT COUNT(*), SUM(score) FROM shadow_outcomes "
+                                    "WHERE route = 'tickets' AND score IS NOT NULL").fetchone()
+        eligible = con.execute("SELECT COUNT(*) FROM calls WHERE feature = 'tickets' AND lane = 'interactive'"
+                               ).fetchone()[0]
+    finally:
+        con.close()
+    assert events[("tickets", "scored")] == scored and score_sum["tickets"] == pytest.approx(total)
+    assert 0 < total < scored  # agreeing and disagreeing calls were both scored
+    assert events[("tickets", "eligible")] == events[("tickets", "sampled")] == eligible  # sample 1.0
+    assert events[("tickets", "sent")] >= scored
+    if ("capped", "eligible") in events:  # the cap test ran in this module: the cap refused some
+        assert events[("capped", "over_budget")] > 0
+        assert events[("capped", "sent")] + events[("capped", "over_budget")] == events[("capped", "sampled")]

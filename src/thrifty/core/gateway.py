@@ -91,7 +91,8 @@ class Gateway:
             from thrifty.routing.shadow import ShadowLane
 
             self.shadow = ShadowLane(config.routes, router=self.router, deployments=self.deployments,
-                                     preparer=self.preparer, prices=self.prices, recorder=self.recorder)
+                                     preparer=self.preparer, prices=self.prices, recorder=self.recorder,
+                                     metrics=self.observe.metrics)
             self.router.shadow = self.shadow
         # Keys are held by their SHA-256: a lookup by digest leaks nothing useful about the key.
         self._keys = {_digest(k): v.tenant for k, v in config.keys.items()}

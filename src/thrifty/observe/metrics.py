@@ -125,6 +125,14 @@ class Metrics:
                                ("provider",), registry=r)
         self.escalations = Counter("thrifty_escalations", "Answers discarded and re-run one tier up, by the tier left",
                                    ("tier",), registry=r)
+        # The shadow lane (routing/shadow.py), per route (config-bound): its events and the sum
+        # of the agreement scores it recorded (mean agreement = score sum / scored events).
+        self.shadow = Counter("thrifty_shadow_events",
+                              "Shadow lane events per route: eligible, sampled, dropped (queue full), "
+                              "over_budget (cap), sent, failed, scored, unscored", ("route", "event"), registry=r)
+        self.shadow_score = Counter("thrifty_shadow_agreement_score",
+                                    "Sum of the shadow lane's agreement scores (0-1) per route; divide by "
+                                    "thrifty_shadow_events{event=\"scored\"} for the mean", ("route",), registry=r)
         # Set on each scrape from the store: with several workers, the one set last is the truth.
         gauge = {"registry": r, "multiprocess_mode": "mostrecent"}
         self.budget_ratio = Gauge("thrifty_budget_utilisation_ratio",
@@ -182,6 +190,12 @@ class Metrics:
             child(self.retries, provider).inc(row.retries)
         if row.error_type is not None and row.error_type.startswith("escalated"):
             child(self.escalations, tier).inc()
+
+    def shadow_event(self, route: str, event: str, score: float | None = None) -> None:
+        """One shadow-lane event of a route (its name comes from the config: bounded)."""
+        self._child(self.shadow, route, event).inc()
+        if score is not None:
+            self._child(self.shadow_score, route).inc(score)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, remembered: prometheus_client validates the labels and

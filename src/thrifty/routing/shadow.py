@@ -47,6 +47,7 @@ ZERO = Decimal(0)
 
 @dataclass(slots=True)
 class _RouteShadow:
+    name: str  # the route's
     config: Any  # config.ShadowConfig
     budget: ShadowBudget
     rng: random.Random
@@ -81,7 +82,7 @@ class ShadowLane:
     """The shadow jobs of every route that configures one; built once by the gateway."""
 
     def __init__(self, routes: Sequence[Any], *, router: Any, deployments: Any, preparer: Any, prices: Any,
-                 recorder: Any, sender: Any = None) -> None:
+                 recorder: Any, sender: Any = None, metrics: Any = None) -> None:
         from thrifty.budgets.estimate import Estimator
         from thrifty.providers.call import ProviderCall
 
@@ -96,12 +97,15 @@ class ShadowLane:
         for r in routes:
             if r.shadow is not None:
                 s = r.shadow
-                self.routes[r.name] = _RouteShadow(s, ShadowBudget(s.budget_usd, s.per), random.Random(s.seed))
+                self.routes[r.name] = _RouteShadow(r.name, s, ShadowBudget(s.budget_usd, s.per), random.Random(s.seed))
         # Straight to the provider: no budgets of the tenant, no caches, no escalation. The
         # lane's own cap bounds the spend; retries as the default reliability policy has them.
         self.send = sender if sender is not None else ProviderCall(deployments, None, prices, preparer)
         self.estimator = Estimator(prices)
         self.stats = ShadowStats()
+        # observe.metrics.Metrics (or None): the same counts per route on /metrics, so a platform
+        # engineer sees the lane sample, drop, hit its cap and agree without the admin API.
+        self.metrics = metrics
         self._queue: asyncio.Queue[_Job] | None = None
         self._workers: list[asyncio.Task[None]] = []
         size = max((s.config.queue for s in self.routes.values()), default=1)
@@ -134,22 +138,22 @@ class ShadowLane:
 
     def _offer(self, call: Call, answer: Answer, events: list[dict[str, Any]] | None,
                settings: _RouteShadow) -> None:
-        self.stats.eligible += 1
+        self._count(settings, "eligible")
         if settings.rng.random() >= settings.config.sample:
             return
-        self.stats.sampled += 1
+        self._count(settings, "sampled")
         try:
             body = answer.body if events is None else call.wire.assemble(events)
             reference = call.wire.answer_view(body).text
         except Exception:  # an answer we cannot read: nothing to compare against
-            self.stats.failed += 1
+            self._count(settings, "failed")
             return
         job = _Job(call, settings, call.route, call.tier, answer.cost, reference, time.time())
         queue = self._ensure_running()
         try:
             queue.put_nowait(job)
         except asyncio.QueueFull:
-            self.stats.dropped += 1
+            self._count(settings, "dropped")
 
     def _ensure_running(self) -> asyncio.Queue[_Job]:
         if self._queue is None:
@@ -167,7 +171,7 @@ class ShadowLane:
             try:
                 await self.shadow(job)
             except Exception:  # a bug here must never reach a client, nor stop the lane
-                self.stats.failed += 1
+                self._count(job.settings, "failed")
                 log.exception("shadow: call %s not shadowed", job.call.request_id)
             finally:
                 self._queue.task_done()
@@ -216,8 +220,7 @@ class ShadowLane:
         score = self._score(call, features, job.reference, text, finish, cfg.score)
         if score is None:  # the judge
             score, judge_cost = await self._judge(job, text)
-        key = "scored" if score.score is not None else "unscored"
-        setattr(self.stats, key, getattr(self.stats, key) + 1)
+        self._count(job.settings, "scored" if score.score is not None else "unscored", score=score.score)
         self.stats.by_method[score.method] = self.stats.by_method.get(score.method, 0) + 1
         outcome = ShadowOutcome(
             request_id=call.request_id, shadow_request_id=call.request_id + ".shadow", at=time.time(),
@@ -275,9 +278,9 @@ class ShadowLane:
             call.upstream_body = up_wire.with_output_cap(call.upstream_body, est.output_tokens)
         budget = job.settings.budget
         if not budget.reserve(est.usd):
-            self.stats.over_budget += 1
+            self._count(job.settings, "over_budget")
             return None
-        self.stats.sent += 1
+        self._count(job.settings, "sent")
         started = time.time()
         answer: Answer | None = None
         try:
@@ -290,7 +293,7 @@ class ShadowLane:
         except Exception as exc:
             cost = answer.cost if answer is not None and answer.complete else None
             budget.settle(est.usd, cost)  # unknown: charged at its worst case
-            self.stats.failed += 1
+            self._count(job.settings, "failed")
             self._record(client, call, answer, started, status=200 if cost is not None else getattr(exc, "status", 502),
                          error=f"shadow failed: {type(exc).__name__}")
             log.warning("shadow: %s to %s failed: %s", call.request_id, route.deployment, exc)
@@ -311,6 +314,12 @@ class ShadowLane:
                       requested_model=client.model, stream=call.stream, status=status, error_type=error,
                       latency_ms=(finished - started) * 1000.0, finished_at=finished, lane="shadow")
         self.recorder.record(ex, call, answer)
+
+    def _count(self, settings: _RouteShadow, event: str, *, score: float | None = None) -> None:
+        """One event of the lane (a ShadowStats field), in its stats and on /metrics per route."""
+        setattr(self.stats, event, getattr(self.stats, event) + 1)
+        if self.metrics is not None:
+            self.metrics.shadow_event(settings.name, event, score)
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
