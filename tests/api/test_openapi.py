@@ -57,6 +57,7 @@ def test_the_document_is_openapi_3_1_and_covers_every_route(document):
                       "POST /v1/thrifty/feedback", "GET /openapi.json", "GET /admin/keys", "POST /admin/keys",
                       "DELETE /admin/keys/{id}", "GET /admin/budgets", "PUT /admin/budgets/{name}",
                       "DELETE /admin/budgets/{name}", "GET /admin/spend", "GET /admin/savings", "GET /admin/metrics",
+                      "GET /metrics",
                       # the batch lane (docs/batch.md)
                       "POST /v1/files", "GET /v1/files/{id}", "GET /v1/files/{id}/content", "POST /v1/batches",
                       "GET /v1/batches", "GET /v1/batches/{id}", "POST /v1/batches/{id}/cancel",

@@ -321,6 +321,13 @@ def build() -> dict[str, Any]:
                            _query("group_by", {"enum": ["feature", "tenant", "model", "served_model",
                                                         "requested_model", "tier"]}, "grouping")],
             "responses": _answers({"type": "object", "required": ["total"], "properties": {"total": any_object}})}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics (text exposition; docs/observe.md lists the series)",
+            "description": "with observe.metrics.key or admin.key set, that key as a Bearer token; "
+                           "with neither, only clients on loopback",
+            "operationId": "prometheusMetrics", "security": [{"bearer": []}, {"admin": []}],
+            "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "default": _json(_ref("OpenAIError"), "an error, in the protocol's own shape")}}},
         "/admin/metrics": {"get": {"summary": "this replica's lever counters", "operationId": "metrics",
                                    "security": [{"admin": []}], "responses": _answers(any_object)}},
     }
