@@ -230,3 +230,28 @@ def test_learned_policy_is_served_on_the_trivial_rule(tmp_path, monkeypatch):
     hard = _wino(99)
     assert router.decide(features_from_prompt(easy), e2e_mix.FRONTIER).tier == "fast"
     assert router.decide(features_from_prompt(hard), e2e_mix.FRONTIER).tier == "heavy"
+
+
+def test_seeds_summary_pools_cohorts_by_calls_and_counts_the_mixes_that_met():
+    """`bench/e2e.py --seeds`: the summary over several mixes (a pure function of their reports)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_e2e", REPO / "bench" / "e2e.py")
+    bench_e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_e2e)
+
+    def report(saving, met, arc):  # arc: (calls, baseline quality, thrifty quality)
+        return {"saving": saving, "quality_loss_points": 0.0, "target": {"met": met},
+                "worst_cohort": {"name": "arc", "loss_points": arc[1] - arc[2]},
+                "baseline": {"usd": 1.0}, "thrifty": {"usd": 1.0 - saving},
+                "cohorts": {"arc": {"calls": arc[0], "baseline_quality": arc[1], "thrifty_quality": arc[2],
+                                    "baseline_usd": 0.5, "thrifty_usd": 0.1}}}
+
+    s = bench_e2e.summarise([1, 2], [report(0.8, True, (10, 90.0, 90.0)), report(0.6, False, (30, 80.0, 70.0))])
+    assert (s["met"], s["of"]) == (1, 2)
+    assert [m["seed"] for m in s["mixes"]] == [1, 2] and s["mixes"][1]["met"] is False
+    arc = s["pooled"]["cohorts"]["arc"]
+    assert arc["calls"] == 40
+    assert arc["baseline_quality"] == pytest.approx((10 * 90 + 30 * 80) / 40)  # by calls, not a mean of means
+    assert arc["thrifty_quality"] == pytest.approx((10 * 90 + 30 * 70) / 40)
+    assert s["pooled"]["saving"] == pytest.approx(1 - (0.2 + 0.4) / 2)
