@@ -29,7 +29,14 @@
      the MiniLM embedding of the last paragraph only (the question after the few-shot examples;
      the router would have to embed it), and `agreement`: a cascade that sends the cheap model's
      and a peer's (Yi-34B) recorded answers through an exact-letter comparison and escalates
-     disagreements first (it pays the peer on every call, counted in the cost figures).
+     disagreements first (it pays the peer on every call, counted in the cost figures);
+   - `cascade (served)`: the policy `thrifty train router` writes from the train part, its answer
+     stage (the cheap answer and the peer's, routing/learned.py) replayed on the report part by
+     `evaluate_policy` (cheap + peer paid on every call, gpt-4 on escalation), and `cascade (peer
+     gpt-3.5)`: the same with bench/e2e.py's fast-tier peer, which costs more.
+   Part 2 reports the served policy's cascade too (RouterArena: one model per tier, so its answer
+   stage reads the cheap answer alone). Part 1 times the cascade's decision and its answer stage's
+   score (on letter answers and a page of code).
 
 Writes JSON (default bench/results/learned_router.json). Skips parts 2 and 3 with a message when
 the data is absent.
@@ -75,17 +82,26 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def latency(policy_path: str, rounds: int, embed: bool) -> dict:
     from thrifty.routing.learned import load_policy
 
-    routing = RoutingConfig.model_validate({
-        "tiers": {"fast": ["small"], "strong": ["big"]}, "default_tier": "strong",
-        "rules": [{"name": "learned", "tier": "strong", "policy": policy_path}]})
-    router = Router(routing)
     policy = load_policy(policy_path)
+    # The prompt-only policy (the same file less its answer stage) is what `decide` times; the cascade
+    # decides without a probability (every call to the cheap tier), its answer stage is timed below.
+    prompt_only = Path(policy_path).with_name("prompt_only.json")
+    prompt_only.write_text(json.dumps({**policy.to_json(), "answer": None}))
+
+    def router_for(path: str) -> Router:
+        return Router(RoutingConfig.model_validate({
+            "tiers": {"fast": ["small", "small-b"], "strong": ["big"]}, "default_tier": "strong",
+            "escalation": {"checks": ["empty"], "max_steps": 1},
+            "rules": [{"name": "learned", "tier": "strong", "policy": path}]}))
+
+    router, cascade = router_for(str(prompt_only)), router_for(policy_path)
     bodies = [{"model": "thrifty/auto", "messages": [{"role": "user", "content": p}]} for p in SHAPES.values()]
     feats = [features_from_body(b, OPENAI_CHAT) for b in bodies]
     out: dict = {}
     for name, fn in (
         ("decide", lambda i: router.decide(feats[i], "thrifty/auto")),
         ("features+decide", lambda i: router.decide(features_from_body(bodies[i], OPENAI_CHAT), "thrifty/auto")),
+        ("cascade decide", lambda i: cascade.decide(feats[i], "thrifty/auto")),
     ):
         out[name] = _time(fn, len(bodies), rounds)
     if policy.embedding is not None:
@@ -99,6 +115,14 @@ def latency(policy_path: str, rounds: int, embed: bool) -> dict:
         out["features+decide with the cache's vector"] = _time(
             lambda i: router.decide(features_from_body(bodies[i], OPENAI_CHAT), "thrifty/auto", embedding=arr),
             len(bodies), rounds)
+    stage = policy.answer
+    if stage is not None:
+        # The cascade's decision after the answers are in: the answer stage's score (features of both
+        # answers + one dot product), on a letter answer and on a long code answer.
+        answers = [("B", "B"), ("B) Carbon dioxide", "C"), (CODE_ANSWER, CODE_ANSWER.replace("merged", "out")),
+                   ("I'm not sure, but probably A.", "D")]
+        out["answer stage score"] = _time(
+            lambda i: stage.score(feats[i % len(feats)], *answers[i % len(answers)]), len(answers), rounds)
     if embed:
         from thrifty.cache.semantic.embedder import OnnxEmbedder
 
@@ -107,6 +131,13 @@ def latency(policy_path: str, rounds: int, embed: bool) -> dict:
         prompts = list(SHAPES.values())
         out["embed a prompt (MiniLM, CPU)"] = _time(lambda i: embedder.embed(prompts[i]), len(prompts), 20)
     return out
+
+
+CODE_ANSWER = ("Here is a function that merges two sorted lists:\n\n```python\ndef merge(a, b):\n"
+               "    merged, i, j = [], 0, 0\n    while i < len(a) and j < len(b):\n"
+               "        if a[i] <= b[j]:\n            merged.append(a[i]); i += 1\n        else:\n"
+               "            merged.append(b[j]); j += 1\n    return merged + a[i:] + b[j:]\n```\n\n"
+               "It runs in linear time, since every element is looked at once. ") * 4
 
 
 def _time(fn, n: int, rounds: int) -> dict[str, float]:
@@ -183,11 +214,16 @@ def quality(data_dir: Path, seeds: list[int], embedder: CachedEmbedder | None) -
                     run = {"seed": seed, "train_share": train_share, "train_rows": policy.trained_on["rows"],
                            "test_rows": len(data.rows), "cheap_model": policy.cheap_model,
                            "strong_model": policy.strong_model,
-                           "cheap": _slim(evaluate_policy(policy, data.rows, data.features, data.costs))}
+                           "cheap": _slim(evaluate_policy(policy, data.rows, data.features, data.costs,
+                                                          cascade=False))}
+                    if policy.answer is not None:  # the served cascade, replayed on the recorded answers
+                        run["peer_model"] = policy.answer.peer_model
+                        run["cascade"] = _slim(evaluate_policy(policy, data.rows, data.features, data.costs,
+                                                               cascade=True))
                     if embedder is not None:
                         vecs = embedder([r.prompt for r in data.rows])
                         run["embedding"] = _slim(evaluate_policy(policy, data.rows, data.features, data.costs,
-                                                                 embeddings=vecs))
+                                                                 embeddings=vecs, cascade=False))
                     runs.append(run)
                     _print_run(name, run)
             out[name] = runs
@@ -340,6 +376,9 @@ def compare(data_dir: Path, seeds: list[int], embedder: CachedEmbedder) -> dict:
             for lname, fit in learners.items():
                 run["learners"][lname] = figures(Te, fit(Tr, y, seed)(Te), weak, strong)
             run["learners"]["agreement (cascade)"] = agreement(Te, Tr, y, seed, weak, strong)
+            run["learners"]["cascade (served)"] = served_cascade(train, held, setup, seed)
+            # What the end-to-end proof's fast tier would pay: gpt-3.5-turbo (dearer than Yi-34B) as the peer.
+            run["learners"]["cascade (peer gpt-3.5)"] = served_cascade(train, held, setup, seed, peer=E2E_PEER)
             out["runs"].append(run)
             for lname, m in run["learners"].items():
                 print(f"{name:26s} {lname:20s} by cost: APGR {m['by_cost']['apgr']:.3f} CPT50 {m['by_cost']['cpt50']:.3f}"
@@ -348,7 +387,30 @@ def compare(data_dir: Path, seeds: list[int], embedder: CachedEmbedder) -> dict:
     for lname in out["runs"][0]["learners"]:
         out["median"][lname] = {way: {k: statistics.median(r["learners"][lname][way][k] for r in out["runs"])
                                       for k in ("apgr", "cpt50")} for way in ("by_cost", "by_calls")}
+        m = out["median"][lname]
+        print(f"{'median of ' + str(len(out['runs'])) + ' splits':26s} {lname:20s} by cost: APGR "
+              f"{m['by_cost']['apgr']:.3f} CPT50 {m['by_cost']['cpt50']:.3f} | by calls: APGR "
+              f"{m['by_calls']['apgr']:.3f} CPT50 {m['by_calls']['cpt50']:.3f}")
     return out
+
+
+E2E_PEER = "gpt-3.5-turbo-1106"  # bench/e2e.py's fast tier: llama (mixtral's recording) + gpt-4o-mini (gpt-3.5's)
+
+
+def served_cascade(train, held, setup, seed: int, peer: str | None = None) -> dict:
+    """The served cascade: `thrifty train router`'s code on the train part (its answer stage over the
+    cheap answer and the peer's), replayed on the report part by `evaluate_policy` (cheap + peer paid
+    on every call, the strong model on escalation)."""
+    policy = train_policy(train, setup, seed=seed, peer=peer, answer_stage=True)
+    data = prepare(held, setup)
+    m = evaluate_policy(policy, data.rows, data.features, data.costs, cascade=True)
+
+    def two(v: dict) -> dict:
+        return {way: {"apgr": v[way]["apgr"], "cpt50": (v[way]["cpt50"] or {}).get(
+            "u" if way == "by_cost" else "share_of_calls")} for way in ("by_cost", "by_calls")}
+
+    return {**two(m), "peer_model": policy.answer.peer_model, "threshold": m["threshold"],
+            "at_threshold": m["at_threshold"], "cohorts": {c: two(v) for c, v in m["cohorts"].items()}}
 
 
 def _slim(m: dict) -> dict:
@@ -368,7 +430,7 @@ def _fmt(m: dict, share: bool) -> str:
 
 
 def _print_run(name: str, run: dict) -> None:
-    for model in ("cheap", "embedding"):
+    for model in ("cheap", "embedding", "cascade"):
         if model in run:
             m = run[model]
             print(f"{name:12s} seed {run['seed']} train {run['train_share']:.0%} ({run['train_rows']}) "
@@ -411,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for name, runs in result["quality"].items():
         if isinstance(runs, list):
-            for model in ("cheap", "embedding"):
+            for model in ("cheap", "embedding", "cascade"):
                 vals = [r[model] for r in runs if model in r]
                 if vals:
                     summary[f"{name}/{model}"] = {
@@ -435,8 +497,11 @@ def _synthetic_policy(folder: Path, embed: bool) -> str:
     for i in range(60):
         short = i % 2 == 0
         prompt = f"Question {i}: what is {i} plus {i}?" if short else ("Background. " * (50 + i)) + "Derive it."
-        rows.append(Row(prompt, {"small": Outcome(1.0 if short else 0.0, 0.001), "big": Outcome(1.0, 0.01)}))
-    (folder / "routing.yaml").write_text(json.dumps({"tiers": {"fast": ["small"], "strong": ["big"]},
+        # Recorded answers, so the policy has an answer stage too (its peer: small-b).
+        agree = i % 3 != 0
+        rows.append(Row(prompt, {"small": Outcome(1.0 if short or agree else 0.0, 0.001, "A" if agree else "B"),
+                                 "small-b": Outcome(1.0, 0.001, "A"), "big": Outcome(1.0, 0.01, "A")}))
+    (folder / "routing.yaml").write_text(json.dumps({"tiers": {"fast": ["small", "small-b"], "strong": ["big"]},
                                                      "default_tier": "strong"}))
     setup = load_setup(str(folder / "routing.yaml"))
     rng = np.random.default_rng(0)

@@ -75,17 +75,18 @@ def test_policy_file_versions(tmp_path):
     path.write_text(json.dumps(v1))
     policy = load_policy(path)
     saved = policy.to_json()
-    assert saved["version"] == 2 and saved["embedding"]["dimension"] == DIM  # v1 in, v2 out, same models
+    assert saved["version"] == 3 and saved["embedding"]["dimension"] == DIM  # v1 in, v3 out, same models
+    assert saved["answer"] is None  # no answer stage: a version-3 file that reads as a version-2 one
     path.write_text(json.dumps(saved))
     again = load_policy(path)
     assert again.embedding == policy.embedding and again.cheap == policy.cheap
-    path.write_text(json.dumps({**saved, "version": 3}))
-    with pytest.raises(ThriftyError, match="version 3"):
+    path.write_text(json.dumps({**saved, "version": 4}))
+    with pytest.raises(ThriftyError, match="version 4"):
         load_policy(path)
     bad = policy_json(cheap_bias=0.0)
     bad["embedding"]["dimension"] = 384
     path.write_text(json.dumps(bad))
     with pytest.raises(ThriftyError, match="dimension 384"):
         load_policy(path)
-    with pytest.raises(ConfigError, match="version 3"):
-        router_for(tmp_path, {**saved, "version": 3})
+    with pytest.raises(ConfigError, match="version 4"):
+        router_for(tmp_path, {**saved, "version": 4})

@@ -10,7 +10,10 @@ so the escalation checks can run (the cascade). The config is a gateway config w
 section (its `deployments` map deployment names to the outcomes' model names) or a routing
 section alone. `--calibrate TRAIN` fits rules on TRAIN and reports them on --data (the test set).
 `--policy POLICY` (from `thrifty train router`) adds the learned policy's curve, scored only on the
-rows of --data it was not trained on, with APGR and CPT both by cost and by share of calls.
+rows of --data it was not trained on, with APGR and CPT both by cost and by share of calls. A
+cascade policy (with an answer stage) is replayed on the recorded answers, paying the cheap model
+and its peer on every call and the strong one on escalation; its prompt-only model is reported
+beside it (`learned (prompt only)`).
 """
 
 from __future__ import annotations
@@ -121,8 +124,8 @@ def _learned(policy: Any, path: str, rows: list[Any], setup: Any, args: argparse
     trained_on = {k: v for k, v in policy.trained_on.items() if k != "digests"}
     scored_on = {"rows": len(data.rows), "excluded_trained_rows": excluded, "data": args.data}
 
-    def summary(embeddings: Any = None) -> dict[str, Any]:
-        m = evaluate_policy(policy, data.rows, data.features, data.costs, embeddings=embeddings)
+    def summary(embeddings: Any = None, cascade: bool | None = None) -> dict[str, Any]:
+        m = evaluate_policy(policy, data.rows, data.features, data.costs, embeddings=embeddings, cascade=cascade)
         at = m["at_threshold"]
         # The main table's columns: the operating point at the policy's threshold, APGR/CPT by cost.
         top = {k: at[k] for k in ("quality", "cost_usd", "quality_vs_strong", "cost_vs_strong")}
@@ -130,10 +133,15 @@ def _learned(policy: Any, path: str, rows: list[Any], setup: Any, args: argparse
         return {**top, "policy": path, "trained_on": trained_on, "scored_on": scored_on, **m}
 
     out = {"learned": summary()}
+    if out["learned"]["model"] == "cascade":  # what the prompt alone would have done, for comparison
+        out["learned (prompt only)"] = summary(cascade=False)
+    elif policy.answer is not None:
+        out["learned"]["note"] = ("the policy is a cascade, but these rows lack the recorded answers it reads: "
+                                  "its prompt-only model is scored")
     if args.embed and policy.embedding is not None:
         from thrifty.cli.train_router import _embedder
 
-        out["learned+embedding"] = summary(_embedder()([r.prompt for r in data.rows]))
+        out["learned+embedding"] = summary(_embedder()([r.prompt for r in data.rows]), cascade=False)
     return out
 
 
@@ -186,6 +194,10 @@ def format_learned(name: str, m: dict[str, Any]) -> list[str]:
              f"  at its threshold {m['threshold']:.4f}: {_pct(at['strong_share']).strip()} of calls to strong, "
              f"quality {_pct(at['quality_vs_strong']).strip()} of strong at {_pct(at['cost_vs_strong']).strip()} "
              "of its cost",
+             *([f"  a cascade: every call pays {m['cheap_model']}"
+                + (f" and the peer {m['peer_model']}" if m.get("peer_model") else "")
+                + f", an escalated one {m['strong_model']} too"] if m["model"] == "cascade" else []),
+             *([f"  note: {m['note']}"] if m.get("note") else []),
              f"  by cost  (x = normalised cost u):          {_metric_cells(m['by_cost'])}",
              f"  by calls (x = share of calls to strong):   {_metric_cells(m['by_calls'], share=True)}",
              f"  by cohort:  {'n':>5s}  by cost: APGR CPT50 CPT80     by calls: APGR CPT50 CPT80"]
@@ -238,10 +250,10 @@ def format_report(r: dict[str, Any]) -> str:
                       f"of the strong model's quality: chosen quality {_pct(t['chosen']['quality_vs_strong']).strip()} "
                       f"at {_pct(t['chosen']['cost_vs_strong']).strip()} of its cost on train "
                       f"({t['members']} rule sets on the curve, {r['methods']['calibrated']['rules_fitted']} rules)"]
-    for name in ("learned", "learned+embedding"):
-        if name in r["methods"]:
-            lines += format_learned(name, r["methods"][name])
-    if any(name in r["methods"] for name in ("learned", "learned+embedding")):
+    learned = [name for name in r["methods"] if name.startswith("learned")]
+    for name in learned:
+        lines += format_learned(name, r["methods"][name])
+    if learned:
         lines += ["", "by cost: APGR over normalised cost, CPT as u (% of the cost gap); by calls: over the share "
                       "of calls sent to the strong model, CPT as that share"]
     lines += ["", "models (always one):"]

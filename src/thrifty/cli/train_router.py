@@ -36,7 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "router", help="router: learn which prompts the cheap tier answers as well as the strong one",
         description="Fit a learned routing policy on labelled outcomes: P(the cheap tier's model scores at "
                     "least what the strong tier's does) from the router's request features (and, with --embed, "
-                    "the prompt's MiniLM embedding). Writes a JSON policy with its threshold grid (expected "
+                    "the prompt's MiniLM embedding). When the rows recorded the cheap model's answers (and its "
+                    "peer's), also an answer stage: the cascade the gateway then serves (every call to the cheap "
+                    "tier, its answer and the peer's consistency sample scored, escalated below the threshold). "
+                    "Writes a JSON policy with its threshold grid (expected "
                     "strong share, quality and cost at each threshold, out-of-fold on the training rows). Serve "
                     "it with a routing rule's `policy: FILE`; score it with `thrifty eval router --policy FILE`.")
     p.add_argument("--data", required=True, metavar="FILE",
@@ -56,6 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="folds for the out-of-fold grid (default 5)")
     p.add_argument("--strong", metavar="MODEL", help="the strong model (default: best-scoring above the cheap tier)")
     p.add_argument("--weak", metavar="MODEL", help="the cheap model (default: the cheapest of the weakest tier)")
+    p.add_argument("--peer", metavar="MODEL",
+                   help="the answer stage's peer: whose recorded answer the cheap one is compared with (default: "
+                        "the model of the cheap tier's second deployment, the one the gateway samples)")
+    p.add_argument("--no-answer-stage", action="store_true",
+                   help="a prompt-only policy even when the rows recorded answers (no cascade)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -68,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise ThriftyError(f"--holdout must be in [0, 1), got {args.holdout}")
     if not 0.0 < args.target <= 1.5:
         raise ThriftyError(f"--target must be in (0, 1.5], got {args.target}")
+    if args.peer and args.no_answer_stage:
+        raise ThriftyError("--peer needs the answer stage (drop --no-answer-stage)")
     if args.folds < 2:
         raise ThriftyError(f"--folds must be at least 2, got {args.folds}")
     setup = load_setup(args.config)
@@ -78,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     embed = _embedder() if args.embed else None
     policy = train_policy(train, setup, embed=embed, target=args.target, folds=args.folds, seed=args.seed,
                           strong=args.strong, weak=args.weak,
+                          answer_stage=False if args.no_answer_stage else (True if args.peer else None),
+                          peer=args.peer,
                           trained_on={"data": args.data, "config": args.config, "holdout": args.holdout,
                                       "seed": args.seed, "held_out_rows": len(held)})
     policy.save(args.out)
@@ -122,6 +134,9 @@ def _summary(policy: Any, path: str) -> dict[str, Any]:
     if policy.embedding is not None:
         out["embedding"] = {"threshold": policy.embedding_threshold, "l2": policy.embedding.l2,
                             "grid": policy.embedding_grid}
+    if policy.answer is not None:
+        out["answer"] = {"threshold": policy.answer.threshold, "l2": policy.answer.model.l2,
+                         "peer_model": policy.answer.peer_model, "grid": policy.answer.grid}
     return out
 
 
@@ -133,11 +148,18 @@ def format_summary(s: dict[str, Any]) -> str:
                  if t.get("held_out_rows") else "")),
              (f"chooses        {s['tiers']['cheap']} ({s['models']['cheap']}) or {s['tiers']['strong']} "
               f"({s['models']['strong']}); the cheap one was as good on {100 * t['positive_share']:.1f}% of rows")]
-    for name in ("cheap", "embedding"):
+    stage = t.get("answer_stage")
+    if stage is not None and "skipped" in stage:
+        lines += ["", f"answer stage   not trained: {stage['skipped']}"]
+    for name in ("cheap", "embedding", "answer"):
         if name not in s:
             continue
         m = s[name]
-        lines += ["", f"{name} model: threshold {m['threshold']:.4f} (L2 {m['l2']:g}); out-of-fold on train:",
+        title = f"{name} model" if name != "answer" else (
+            f"answer stage (the cascade: every call to {s['tiers']['cheap']}, "
+            + (f"compared with {m['peer_model']}'s answer, both paid" if m["peer_model"] else "its answer alone")
+            + "; served by the gateway)")
+        lines += ["", f"{title}: threshold {m['threshold']:.4f} (L2 {m['l2']:g}); out-of-fold on train:",
                   f"  {'threshold':>9s} {'to strong':>9s} {'quality vs strong':>17s} {'cost vs strong':>14s}"]
         for g in m["grid"]:
             mark = "  <- saved" if g["threshold"] == m["threshold"] else ""

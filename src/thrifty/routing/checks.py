@@ -428,30 +428,58 @@ def chosen_option(text: str, choices: int = 10) -> str | None:
 
 def token_overlap(a: str, b: str) -> float:
     """Jaccard overlap of the two answers' word sets (1.0 for two empty answers)."""
-    wa, wb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
+    return _jaccard(set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower())))
+
+
+def _jaccard(wa: set[str], wb: set[str]) -> float:
     if not wa and not wb:
         return 1.0
     return len(wa & wb) / len(wa | wb)
 
 
-def check_consistency(first: str, second: str, *, mode: str = "auto", threshold: float = 0.6,
-                      choices: int = 0) -> str | None:
-    """None when two samples agree. `auto`: the chosen option when the request has lettered
-    choices, else normalised equality or token overlap at `threshold`."""
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """What comparing two samples found (`compare_samples`): the consistency check's verdict and the
+    numbers behind it, each text read once (a learned answer stage uses them as features)."""
+
+    reason: str | None  # None: the samples agree (what `check_consistency` returns)
+    lettered: bool  # compared by the option letter each picks
+    options: tuple[str | None, str | None] = (None, None)  # the letters found (lettered comparisons)
+    overlap: float | None = None  # word-set Jaccard (free-text comparisons that were not equal)
+    words: tuple[frozenset[str], frozenset[str]] | None = None  # the two word sets (free text)
+
+    @property
+    def agree(self) -> bool:
+        return self.reason is None
+
+
+def compare_samples(first: str, second: str, *, mode: str = "auto", threshold: float = 0.6,
+                    choices: int = 0) -> Comparison:
+    """Two samples compared the way the `consistency` check compares them. `auto`: the chosen
+    option when the request has lettered choices, else normalised equality or word overlap at
+    `threshold`; `exact`: normalised equality only."""
     if mode == "auto" and choices >= 2:
         a, b = chosen_option(first, choices), chosen_option(second, choices)
         if a is not None and a == b:
-            return None
+            return Comparison(None, True, (a, b))
         if a is None or b is None:
-            return "samples do not both pick an option"
-        return f"samples disagree ({a} vs {b})"
-    na, nb = normalise(first), normalise(second)
-    if na == nb:
-        return None
+            return Comparison("samples do not both pick an option", True, (a, b))
+        return Comparison(f"samples disagree ({a} vs {b})", True, (a, b))
+    la, lb = _WORD.findall(first.lower()), _WORD.findall(second.lower())
+    words = (frozenset(la), frozenset(lb))
+    if la == lb:  # equal normalised texts (`normalise` joins the same words with single spaces)
+        return Comparison(None, False, overlap=1.0, words=words)
+    overlap = _jaccard(set(words[0]), set(words[1]))
     if mode == "exact":
-        return "samples differ"
-    overlap = token_overlap(first, second)
-    return None if overlap >= threshold else f"samples disagree (overlap {overlap:.2f} < {threshold:.2f})"
+        return Comparison("samples differ", False, overlap=overlap, words=words)
+    reason = None if overlap >= threshold else f"samples disagree (overlap {overlap:.2f} < {threshold:.2f})"
+    return Comparison(reason, False, overlap=overlap, words=words)
+
+
+def check_consistency(first: str, second: str, *, mode: str = "auto", threshold: float = 0.6,
+                      choices: int = 0) -> str | None:
+    """None when two samples agree (`compare_samples`'s verdict)."""
+    return compare_samples(first, second, mode=mode, threshold=threshold, choices=choices).reason
 
 
 # --- all together -----------------------------------------------------------------------------

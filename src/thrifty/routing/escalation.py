@@ -16,6 +16,15 @@ streamed answer cannot be edited after the fact, so there it is not asked for an
 skipped) and `consistency` (a second sample, from a peer deployment of the same tier or the same
 one per `escalation.consistency.sample_from`, must agree; whole answers only).
 
+A learned cascade (a rule's policy with an answer stage, routing/learned.py) adds one more: the
+decision carries the stage and its threshold (and the check name `policy`, so that it is checked
+even when the rule has no other checks); after the rule's other checks pass, the peer's
+sample is taken the same way (and recorded the same way), the stage scores the cheap answer with
+it, and a score below the threshold escalates with check name `policy` and reason "policy: answer
+score 0.31 < 0.55". The plain consistency comparison is then one of the stage's inputs, not a
+check of its own. Streamed calls take no sample, so the stage does not run on them (the other
+checks still do, on the buffered stream).
+
 The ledger. Rows reconcile one-to-one with upstream calls: the client's row describes the answer
 the client got, i.e. the final attempt; every discarded attempt is reported on the call
 (`Call.discarded`) and the recorder gives it its own row, with request id `<id>.<n>` (n = 1, 2,
@@ -154,8 +163,8 @@ class Escalation:
         while True:
             started = time.time()
             answer = await call_next(call)
-            if not decision.checks:
-                return answer
+            if not decision.checks and (decision.answer_stage is None or call.stream):
+                return answer  # (a stream is not buffered for an answer stage that will not run on it)
             events: list[dict[str, Any]] | None = None
             if answer.events is not None:
                 events = [event async for event in answer.events]
@@ -169,7 +178,7 @@ class Escalation:
             self.stats.saw(decision.tier)
             failure = None
             if body is not None:
-                failure = await self._check(call, call_next, decision, body, confidence, seq)
+                failure = await self._check(call, call_next, decision, body, confidence, seq, features)
             if failure is None:
                 return _replay(answer, events)
             check, reason = failure
@@ -182,18 +191,41 @@ class Escalation:
             asked_confidence = self.place(call, decision)
 
     async def _check(self, call: Call, call_next: Next, decision: "Decision", body: dict[str, Any],
-                     confidence: Any, seq: list[int]) -> tuple[str, str] | None:
+                     confidence: Any, seq: list[int], features: "RequestFeatures") -> tuple[str, str] | None:
         view = call.wire.answer_view(body)
         schema = call.wire.requested_schema(call.body) if "schema" in decision.checks else None
-        checks = tuple(c for c in decision.checks if c != "consistency")
+        checks = tuple(c for c in decision.checks if c not in ("consistency", "policy"))
         failure = failed_check(view, checks, self.settings, schema=schema, confidence=confidence)
-        if failure is not None or "consistency" not in decision.checks or call.stream:
+        if failure is not None or call.stream:
+            return failure
+        if decision.answer_stage is not None:
+            return await self._answer_stage(call, call_next, decision, view, features, seq)
+        if "consistency" not in decision.checks:
             return failure
         second = await self._second_sample(call, call_next, decision, seq)
         if second is None:
             return None
         return failed_check(view, ("consistency",), self.settings, second=second,
                             choices=_choices(call.wire.last_user_text(call.body)))
+
+    async def _answer_stage(self, call: Call, call_next: Next, decision: "Decision", view: Any,
+                            features: "RequestFeatures", seq: list[int]) -> tuple[str, str] | None:
+        """A learned cascade's verdict (routing/learned.py `AnswerStage`): the cheap answer and, when
+        the stage compares two, the peer's consistency sample (recorded as the `consistency` check
+        records it), scored against the decision's threshold. It replaces the plain consistency
+        check, whose agreement is one of its inputs; without a sample (the peer failed) the answer
+        is served, as the consistency check skips."""
+        stage = decision.answer_stage
+        second = None
+        if stage.needs_second:
+            second = await self._second_sample(call, call_next, decision, seq)
+            if second is None:
+                return None
+        score = stage.score(features, view.text, second, view.finish_reason)
+        threshold = decision.answer_threshold if decision.answer_threshold is not None else stage.threshold
+        if score < threshold:
+            return "policy", f"policy: answer score {score:.2f} < {threshold:.2f}"
+        return None
 
     async def _second_sample(self, call: Call, call_next: Next, decision: "Decision",
                              seq: list[int]) -> str | None:

@@ -8,7 +8,9 @@ Each prompt becomes the request a client would send (`features_from_prompt`), th
 from the config decides, and the chosen deployment's recorded outcome is what that request would
 have scored and cost. With a cascade, the decision's checks run on the recorded answer (a
 consistency check takes its second sample from the tier's peer deployment, whose cost is paid
-too) and a failed check escalates through `Router.escalate`, paying for both calls.
+too) and a failed check escalates through `Router.escalate`, paying for both calls. A rule whose
+learned policy has an answer stage (routing/learned.py) is replayed the same way: the stage scores
+the recorded cheap answer with the peer's recorded answer, as the gateway does.
 
 Baselines on the same rows: the random router (a share p of requests to the strong model, the
 rest to the weak one; its expected curve) and the length router (prompts longer than a
@@ -254,14 +256,25 @@ def replay(data: Data, setup: Setup, routing: RoutingConfig | None = None, *, ca
             if o.answer is None:
                 break
             second = None
-            if "consistency" in decision.checks and routing.escalation.consistency.sample_from == "peer":
+            stage = decision.answer_stage
+            # A second sample as the gateway takes one: for the consistency check, or for an answer
+            # stage that compares two answers (which then replaces the consistency check).
+            sampled = stage.needs_second if stage is not None else "consistency" in decision.checks
+            if sampled and routing.escalation.consistency.sample_from == "peer":
                 peer = router.peer(decision)
                 if peer is not None:
                     peer_model = model(peer, peer)
                     second = row.outcomes[peer_model].answer
                     cost += costs[peer_model]
-            reason = first_failure(AnswerView(o.answer, o.finish_reason), decision.checks, settings,
-                                   second=second, choices=feats.choices)
+            view = AnswerView(o.answer, o.finish_reason)
+            checks = tuple(c for c in decision.checks if c not in ("consistency", "policy")) \
+                if stage is not None else decision.checks
+            reason = first_failure(view, checks, settings, second=second, choices=feats.choices)
+            if reason is None and stage is not None and (second is not None or not stage.needs_second):
+                # A learned cascade's answer stage, as routing/escalation.py scores it in the gateway.
+                score = stage.score(feats, o.answer, second, o.finish_reason)
+                if score < decision.answer_threshold:
+                    reason = f"policy: answer score {score:.2f} < {decision.answer_threshold:.2f}"
             if reason is None:
                 break
             up = router.escalate(decision, feats, reason)

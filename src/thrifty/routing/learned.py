@@ -25,8 +25,23 @@ Two logistic regressions (numpy, Newton's method with an L2 penalty; no scikit-l
   ARC-Challenge and Winogrande prompts: one vector per data set), and the model then only knows
   which kind of request it is. bench/learned_router.py --compare measures what it adds.
 
-The policy file is JSON (`"format": "thrifty.router-policy"`, `"version": 2`; a file without a
-version is version 1 and reads the same): both models (standardisation folded into the weights),
+The answer stage (optional, `Policy.answer`; version 3): a learned cascade, FrugalGPT's scorer
+over the query *and* the cheap answer. A rule serving such a policy sends every call to the cheap
+tier; the escalation step (routing/escalation.py) takes the consistency sample from the tier's
+peer deployment as the `consistency` check does, and scores a third logistic regression over the
+cheap features plus the answers' (`ANSWER_FEATURES`: agreement of the two samples exactly as
+`checks.check_consistency` decides it, split by the number of options, word overlap, whether an
+option letter was found, lengths, refusal and hedging markers, truncation). Below its threshold
+the call escalates ("policy: answer score 0.31 < 0.55"). Its label is the prompt models' (cheap
+score >= strong score) and its threshold is chosen out-of-fold on the training rows with the cheap
+and the peer model paid on every call. A policy trained without a peer (one model per tier, as
+RouterArena's) reads the cheap answer alone. Streamed calls take no consistency sample (as the
+`consistency` check), so the answer stage does not run on them: the cheap answer is served unless
+the rule's other checks fail.
+
+The policy file is JSON (`"format": "thrifty.router-policy"`, `"version": 3`; a file without a
+version is version 1 and reads the same; version 2 adds the embedding's dimension, version 3 the
+optional `answer` stage with its own feature version, consistency settings and grid): both models (standardisation folded into the weights),
 the threshold, the threshold grid with the expected strong-tier share, quality and cost at each
 (out-of-fold on the training rows), the feature version, what it was trained on (the file, the
 seed and split, and a short digest of every training prompt, so an evaluation can leave those
@@ -41,6 +56,7 @@ import json
 import math
 import operator
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -48,11 +64,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from thrifty.errors import ThriftyError
+from thrifty.routing.checks import check_refusal, chosen_option, compare_samples
 from thrifty.routing.features import REQUEST_TYPES, RequestFeatures
 
 FEATURE_VERSION = 1
+ANSWER_FEATURE_VERSION = 1
 FORMAT = "thrifty.router-policy"
-VERSION = 2  # of the file; 1 (no "version" field) is read too
+VERSION = 3  # of the file; 1 (no "version" field) and 2 are read too
+VERSIONS = (1, 2, 3)
 
 # Names of the cheap feature vector's entries, in order (the policy file lists them too).
 CHEAP_FEATURES: tuple[str, ...] = (
@@ -71,6 +90,65 @@ def cheap_vector(f: RequestFeatures) -> list[float]:
             float(f.tools), min(f.tool_count, 50), min(f.tool_results, 50), float(f.structured_output),
             float(f.code), min(f.choices, 10), min(f.retrieved_chunks, 50), float(f.long_context), float(f.images),
             0.0 if mo is None else 1.0, math.log1p(mo or 0), *[1.0 if rtype == t else 0.0 for t in REQUEST_TYPES]]
+
+
+# Names of the answer stage's own features (after the cheap ones), in order.
+ANSWER_FEATURES: tuple[str, ...] = (
+    "has_second", "agree", "agree_binary", "agree_multi", "agree_open", "overlap", "option_found",
+    "second_option_found", "log_answer_chars", "log_second_chars", "refusal", "hedges",
+    "code_block", "empty", "truncated")
+
+_HEDGE_WORDS = frozenset({"maybe", "perhaps", "possibly", "probably", "might", "unclear", "however",
+                          "alternatively", "assuming", "likely", "unsure"})
+_HEDGE_PHRASES = ("it depends", "not sure", "not certain", "i think", "i believe")
+_WORDS = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class Consistency:
+    """How two samples are compared (`checks.compare_samples`): the same settings in training and serving."""
+
+    mode: str = "auto"
+    threshold: float = 0.6
+
+
+def answer_vector(answer: str, second: str | None, choices: int, finish_reason: str | None = None,
+                  consistency: Consistency = Consistency()) -> list[float]:
+    """The answer stage's numbers for the cheap tier's `answer` and, when one was taken, a `second`
+    sample (the peer's): agreement as the gateway's consistency check decides it
+    (`checks.compare_samples`), split by the number of lettered options (two options agree by
+    chance half the time, four a quarter), the words they share, whether an option letter was
+    found, lengths, refusal and hedging markers. The comparison reads the first `_READ` characters of
+    each (an option letter is looked for in the first 600 anyway), each text tokenised once, so a
+    page of code costs what a paragraph does."""
+    text = answer or ""
+    lettered = choices >= 2 and consistency.mode == "auto"
+    has = second is not None
+    agree, overlap, words = False, 0.0, None
+    found = (lettered and chosen_option(text, choices) is not None, False)
+    if has:
+        cmp = compare_samples(text[:_READ], (second or "")[:_READ], mode=consistency.mode,
+                              threshold=consistency.threshold, choices=choices)
+        agree = cmp.agree
+        if cmp.lettered:
+            found = (cmp.options[0] is not None, cmp.options[1] is not None)
+            overlap = float(agree)
+        else:
+            overlap = cmp.overlap if cmp.overlap is not None else 0.0
+            words = cmp.words[0] if cmp.words is not None else None
+    if words is None:
+        words = frozenset(_WORDS.findall(text[:_READ].lower()))
+    head = text[:_READ].lower()
+    hedges = len(_HEDGE_WORDS & words) + sum(1 for phrase in _HEDGE_PHRASES if phrase in head)
+    other = second or ""
+    return [float(has), float(agree), float(agree and choices == 2), float(agree and choices >= 3),
+            float(agree and not lettered), overlap, float(found[0]), float(found[1]),
+            math.log1p(len(text.strip())), math.log1p(len(other.strip())) if has else 0.0,
+            float(check_refusal(text) is not None), float(min(hedges, 3)), float("```" in text), float(not text.strip()),
+            float(finish_reason in ("length", "max_tokens"))]
+
+
+_READ = 1000  # characters of each answer the answer stage compares and reads for hedges
 
 
 def digest(prompt: str) -> str:
@@ -177,6 +255,64 @@ def fit_with_cv(X: np.ndarray, y: np.ndarray, folds: Sequence[np.ndarray]) -> tu
     return fit_logistic(X, y, best[1]), best[2]
 
 
+# --- the answer stage (the cascade) ----------------------------------------------------------------
+
+@dataclass(slots=True)
+class AnswerStage:
+    """P(the cheap tier's answer is as good as the strong tier's), read from the request's features
+    and the cheap answer (with the peer's second sample, when `peer_model` is set): the gateway
+    serves the cheap answer when it is at least `threshold`, else escalates."""
+
+    model: Logistic  # over CHEAP_FEATURES + ANSWER_FEATURES
+    threshold: float
+    peer_model: str | None = None  # whose answer the second sample was in training (None: one answer only)
+    consistency: Consistency = Consistency()
+    grid: list[dict[str, Any]] = field(default_factory=list)  # OOF on train, cheap + peer paid on every call
+    feature_version: int = ANSWER_FEATURE_VERSION
+    _weights: tuple[np.ndarray, float] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def needs_second(self) -> bool:
+        return self.peer_model is not None
+
+    def score(self, features: RequestFeatures, answer: str, second: str | None = None,
+              finish_reason: str | None = None) -> float:
+        """The model's probability for one answer (a second sample is ignored by a one-answer stage)."""
+        return self.model.probability(self.vector(features, answer, second, finish_reason))
+
+    def vector(self, features: RequestFeatures, answer: str, second: str | None,
+               finish_reason: str | None = None) -> list[float]:
+        """The numbers the model reads: the request's cheap features, then the answers' (ANSWER_FEATURES)."""
+        return cheap_vector(features) + answer_vector(answer, second if self.needs_second else None,
+                                                      features.choices, finish_reason, self.consistency)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.model.to_json(), "features": [*CHEAP_FEATURES, *ANSWER_FEATURES],
+                "feature_version": self.feature_version, "threshold": self.threshold, "peer_model": self.peer_model,
+                "consistency": {"mode": self.consistency.mode, "threshold": self.consistency.threshold},
+                "grid": self.grid}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> "AnswerStage":
+        if not isinstance(raw, dict):
+            raise ValueError("answer must be an object")
+        if raw.get("feature_version") != ANSWER_FEATURE_VERSION:
+            raise ValueError(f"answer feature version {raw.get('feature_version')!r}, this Thrifty computes "
+                             f"version {ANSWER_FEATURE_VERSION}: retrain it with `thrifty train router`")
+        model = Logistic.from_json(raw)
+        expected = len(CHEAP_FEATURES) + len(ANSWER_FEATURES)
+        if len(model.weights) != expected:
+            raise ValueError(f"answer model has {len(model.weights)} weights, expected {expected}")
+        cons = raw.get("consistency") or {}
+        if not isinstance(cons, dict) or cons.get("mode", "auto") not in ("auto", "exact", "overlap"):
+            raise ValueError(f"answer.consistency must be {{\"mode\": auto|exact|overlap, \"threshold\"}}, "
+                             f"got {cons!r}")
+        peer = raw.get("peer_model")
+        return cls(model, float(raw["threshold"]), None if peer is None else str(peer),
+                   Consistency(str(cons.get("mode", "auto")), float(cons.get("threshold", 0.6))),
+                   list(raw.get("grid") or []))
+
+
 # --- the policy -------------------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -195,6 +331,7 @@ class Policy:
     embedding_grid: list[dict[str, Any]] = field(default_factory=list)
     trained_on: dict[str, Any] = field(default_factory=dict)
     feature_version: int = FEATURE_VERSION
+    answer: AnswerStage | None = None  # the cascade: every call to the cheap tier, its answer scored
     _embedding_weights: tuple[Logistic, np.ndarray] | None = field(default=None, init=False, repr=False,
                                                                    compare=False)
 
@@ -253,6 +390,7 @@ class Policy:
             "embedding": None if self.embedding is None else {
                 **self.embedding.to_json(), "dimension": self.embedding_dimension,
                 "threshold": self.embedding_threshold, "grid": self.embedding_grid},
+            "answer": None if self.answer is None else self.answer.to_json(),
             "trained_on": self.trained_on,
         }
 
@@ -261,9 +399,13 @@ class Policy:
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise ThriftyError(f"{where}: not a router policy (no \"format\": \"{FORMAT}\")")
         version = raw.get("version", 1)
-        if version not in (1, VERSION):
-            raise ThriftyError(f"{where}: router policy version {version!r}, this Thrifty reads versions 1 and "
-                               f"{VERSION}: upgrade Thrifty or retrain it with `thrifty train router`")
+        if version not in VERSIONS:
+            raise ThriftyError(f"{where}: router policy version {version!r}, this Thrifty reads versions "
+                               f"{', '.join(map(str, VERSIONS))}: upgrade Thrifty or retrain it with "
+                               "`thrifty train router`")
+        if raw.get("answer") is not None and version < 3:
+            raise ThriftyError(f"{where}: malformed router policy: an answer stage needs version 3, "
+                               f"the file says {version}")
         if raw.get("feature_version") != FEATURE_VERSION:
             raise ThriftyError(f"{where}: feature version {raw.get('feature_version')!r}, this Thrifty computes "
                                f"version {FEATURE_VERSION}: retrain it with `thrifty train router`")
@@ -286,7 +428,8 @@ class Policy:
                        embedding_threshold=float(emb["threshold"]) if emb and emb.get("threshold") is not None
                        else None,
                        grid=list(raw["cheap"].get("grid", [])), embedding_grid=list(emb.get("grid", [])) if emb else [],
-                       trained_on=dict(raw.get("trained_on") or {}), feature_version=FEATURE_VERSION)
+                       trained_on=dict(raw.get("trained_on") or {}), feature_version=FEATURE_VERSION,
+                       answer=AnswerStage.from_json(raw["answer"]) if raw.get("answer") is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise ThriftyError(f"{where}: malformed router policy: {exc}") from None
 

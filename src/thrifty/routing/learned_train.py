@@ -13,7 +13,8 @@ import numpy as np
 from thrifty.errors import ThriftyError
 from thrifty.routing.features import RequestFeatures
 from thrifty.routing.learned import (  # noqa: F401 (digest and load_policy: what callers of training use)
-    Embed, Logistic, Policy, _folds, cheap_vector, digest, fit_logistic, fit_with_cv, load_policy, out_of_fold,
+    AnswerStage, Consistency, Embed, Logistic, Policy, _folds, cheap_vector, digest, fit_logistic, fit_with_cv,
+    load_policy, out_of_fold,
 )
 
 
@@ -79,17 +80,20 @@ def labels(rows: Sequence[Any], cheap_model: str, strong_model: str) -> np.ndarr
 
 
 def threshold_grid(p: np.ndarray, scores: tuple[np.ndarray, np.ndarray], costs: tuple[np.ndarray, np.ndarray],
-                   steps: int = 20) -> list[dict[str, Any]]:
+                   steps: int = 20, strong_cost: float | None = None) -> list[dict[str, Any]]:
     """Thresholds at every 1/steps of strong-tier share, with the mean quality and cost each gives.
 
     `scores` and `costs` are (cheap, strong) per row; a row goes to the strong tier when its
-    probability is below the threshold."""
+    probability is below the threshold. `strong_cost` (default: the mean of the strong costs) is
+    what `cost_vs_strong` divides by: a cascade's escalated cost is cheap + peer + strong, but it is
+    compared with the strong model alone."""
     (sw, ss), (cw, cs) = scores, costs
     n = len(p)
     sorted_p = np.sort(p)
     out: list[dict[str, Any]] = []
     seen: set[float] = set()
-    strong_q, strong_c = float(ss.mean()), float(cs.mean())
+    strong_q = float(ss.mean())
+    strong_c = float(cs.mean()) if strong_cost is None else strong_cost
     for k in range(steps + 1):
         cut = (n * k) // steps
         t = 0.0 if cut == 0 else (1.01 if cut >= n else float(sorted_p[cut]))
@@ -114,14 +118,68 @@ def choose_threshold(grid: Sequence[dict[str, Any]], target_quality: float) -> f
     return max(grid, key=lambda g: (g["quality"], -g["cost_usd"]))["threshold"]
 
 
+def pick_peer(setup: Any, cheap_tier: str, weak: str, peer: str | None, models: Sequence[str]) -> str | None:
+    """The model whose answer the answer stage compares the cheap one with: `peer` when given, else
+    the model of the deployment the gateway samples (`Router.peer`: the cheap tier's next deployment
+    by price, the cheap model's own deployment serving first); None when the tier has no other model."""
+    if peer is not None:
+        if peer not in models:
+            raise ThriftyError(f"--peer {peer!r} has no outcome in the rows (models: {', '.join(models)})")
+        if peer == weak:
+            raise ThriftyError(f"--peer {peer!r} is the cheap model itself")
+        return peer
+    from thrifty.routing.eval import build_router
+
+    router = build_router(setup.routing, setup)
+    for name in router.ranked[cheap_tier]:
+        model = setup.models.get(name, name)
+        if model != weak:
+            return model
+    return None
+
+
+def train_answer_stage(data: Any, weak: str, strong: str, peer: str | None, consistency: Consistency, *,
+                       target: float, folds: int, seed: int) -> tuple[AnswerStage | None, dict[str, Any]]:
+    """The cascade's answer stage, fitted on the rows that recorded the cheap answer (and the peer's),
+    or None with the reason when they are too few or of one kind."""
+    idx = [i for i, r in enumerate(data.rows) if r.outcomes[weak].answer is not None
+           and (peer is None or (peer in r.outcomes and r.outcomes[peer].answer is not None))]
+    info: dict[str, Any] = {"rows": len(idx), "peer_model": peer}
+    rows = [data.rows[i] for i in idx]
+    y = labels(rows, weak, strong)
+    if len(idx) < 2 * folds or y.min() == y.max():
+        info["skipped"] = (f"{len(idx)} rows with the recorded answers of {weak}" + (f" and {peer}" if peer else "")
+                           + ": too few, or only one kind, to learn from")
+        return None, info
+    stage = AnswerStage(Logistic((), 0.0), 0.0, peer, consistency)
+    X = np.array([stage.vector(data.features[i], r.outcomes[weak].answer or "",
+                               r.outcomes[peer].answer if peer else None, r.outcomes[weak].finish_reason)
+                  for i, r in zip(idx, rows)])
+    stage.model, p = fit_with_cv(X, y, _folds(len(y), folds, seed))
+    scores = (np.array([r.outcomes[weak].score for r in rows]), np.array([r.outcomes[strong].score for r in rows]))
+    cw = np.array([data.costs[i][weak] for i in idx])
+    cs = np.array([data.costs[i][strong] for i in idx])
+    cp = np.array([data.costs[i][peer] for i in idx]) if peer else np.zeros(len(idx))
+    # The cascade pays the cheap model (and the peer) on every call, the strong one on escalation.
+    stage.grid = threshold_grid(p, scores, (cw + cp, cw + cp + cs), strong_cost=float(cs.mean()))
+    stage.threshold = choose_threshold(stage.grid, target * float(scores[1].mean()))
+    info["positive_share"] = float(y.mean())
+    return stage, info
+
+
 def train_policy(rows: Sequence[Any], setup: Any, *, embed: Embed | None = None, target: float = 0.95,
                  folds: int = 5, seed: int = 0, strong: str | None = None, weak: str | None = None,
-                 trained_on: dict[str, Any] | None = None, output_tokens: int = 256) -> Policy:
+                 trained_on: dict[str, Any] | None = None, output_tokens: int = 256,
+                 answer_stage: bool | None = None, peer: str | None = None) -> Policy:
     """Fit the policy on labelled outcome rows (`routing.eval.Row`) for the routing `setup`.
 
     The thresholds' grid and the chosen threshold come from out-of-fold probabilities (each
     training row scored by a model that did not see it), so the expected figures in the file are
-    not in-sample; the models themselves are refitted on every training row."""
+    not in-sample; the models themselves are refitted on every training row.
+
+    `answer_stage` (default: when the rows recorded the cheap model's answers) also fits the
+    cascade's answer stage (`train_answer_stage`) against `peer` (default `pick_peer`); True makes
+    its absence an error."""
     from thrifty.routing.eval import prepare
 
     # With both models named, rows need outcomes of those two only (what the shadow lane exports).
@@ -149,10 +207,44 @@ def train_policy(rows: Sequence[Any], setup: Any, *, embed: Embed | None = None,
         model, pe = fit_with_cv(np.hstack([X, E]), y, split)
         policy.embedding, policy.embedding_grid = model, threshold_grid(pe, scores, costs)
         policy.embedding_threshold = choose_threshold(policy.embedding_grid, target_q)
+    answer_info = None
+    answered = any(r.outcomes[weak].answer is not None for r in data.rows)
+    if answer_stage or (answer_stage is None and answered):
+        peer_model = pick_peer(setup, cheap_tier, weak, peer, sorted({m for r in data.rows for m in r.outcomes}))
+        esc = setup.routing.escalation
+        consistency = Consistency(esc.consistency.mode, esc.consistency.threshold)
+        policy.answer, answer_info = train_answer_stage(data, weak, strong, peer_model, consistency, target=target,
+                                                        folds=folds, seed=seed)
+        if policy.answer is None and answer_stage:
+            raise ThriftyError(f"no answer stage: {answer_info['skipped']}")
+        if answer_stage is None and policy.answer is not None:
+            reason = _cascade_does_not_pay(policy, target_q)
+            if reason is not None:  # served prompt only: the strong tier is asked directly, not after two cheap calls
+                policy.answer, answer_info = None, {**answer_info, "dropped": reason}
     policy.trained_on = {**(trained_on or {}), "rows": len(data.rows), "dropped": data.dropped,
                          "positive_share": float(y.mean()), "target_quality_vs_strong": target,
                          "folds": folds, "digests": sorted({digest(r.prompt) for r in data.rows})}
+    if answer_info is not None:
+        policy.trained_on["answer_stage"] = answer_info
     return policy
+
+
+def _cascade_does_not_pay(policy: Policy, target_q: float) -> str | None:
+    """Why the prompt-only policy is the better one to serve, or None. At its threshold a cascade
+    pays the cheap model and the peer on every call and the strong one on each escalation; where
+    the target asks for nearly every call to escalate (the answers cannot be trusted that far), the
+    prompt-only policy reaches the same quality for less by asking the strong tier first. Both
+    points are out of fold on the training rows."""
+    stage = policy.answer
+    assert stage is not None
+    cascade = next((g for g in stage.grid if g["threshold"] == stage.threshold), None)
+    plain = next((g for g in policy.grid if g["threshold"] == policy.threshold), None)
+    if cascade is None or plain is None:
+        return None
+    if plain["cost_usd"] <= cascade["cost_usd"] and plain["quality"] >= min(cascade["quality"], target_q) - 1e-12:
+        return (f"at the target the cascade costs ${cascade['cost_usd']:.6g} a call (quality {cascade['quality']:.4f}), "
+                f"the prompt-only policy ${plain['cost_usd']:.6g} (quality {plain['quality']:.4f}), out of fold")
+    return None
 
 
 # --- evaluation: the policy's curve on rows it was not trained on ---------------------------------------
@@ -214,38 +306,71 @@ def curve_metrics(points: Sequence[tuple[float, float, float]], scores: tuple[np
 
 def evaluate_policy(policy: Policy, rows: Sequence[Any], features: Sequence[RequestFeatures],
                     costs: Sequence[dict[str, float]], *, embeddings: np.ndarray | None = None,
-                    threshold: float | None = None) -> dict[str, Any]:
+                    threshold: float | None = None, cascade: bool | None = None) -> dict[str, Any]:
     """The policy on `rows` (none of them trained on; the caller drops those): its curve's APGR and
-    CPTs both ways, the operating point at its threshold, and the same per cohort."""
+    CPTs both ways, the operating point at its threshold, and the same per cohort.
+
+    A cascade (a policy with an answer stage; `cascade` defaults to whether it has one and every
+    row recorded the answers it reads) is replayed on the recorded answers: every call pays the
+    cheap model and the peer, an escalated one the strong model too; by share of calls, x is the
+    share of calls that reached the strong model. Without the answers (cascade=None) the prompt
+    models are scored; cascade=True makes that an error."""
     weak, strong = policy.cheap_model, policy.strong_model
     for r in rows:
         if weak not in r.outcomes or strong not in r.outcomes:
             raise ThriftyError(f"a row has no outcome for the policy's models ({weak}, {strong})")
-    p = policy_probabilities(policy, features, embeddings)
-    use_embedding = embeddings is not None and policy.embedding is not None
-    if threshold is None:
-        threshold = policy.embedding_threshold if use_embedding and policy.embedding_threshold is not None \
-            else policy.threshold
+    stage = policy.answer
+    peer = stage.peer_model if stage is not None else None
+    answered = stage is not None and all(
+        r.outcomes[weak].answer is not None
+        and (peer is None or (peer in r.outcomes and r.outcomes[peer].answer is not None)) for r in rows)
+    if cascade and not answered:
+        raise ThriftyError("the policy's answer stage needs every row's recorded answer of "
+                           f"{weak}" + (f" and {peer}" if peer else "") if stage is not None
+                           else "the policy has no answer stage (train it on rows with recorded answers)")
+    use_cascade = answered if cascade is None else bool(cascade)
     scores = (np.array([r.outcomes[weak].score for r in rows]), np.array([r.outcomes[strong].score for r in rows]))
     cost = (np.array([c[weak] for c in costs]), np.array([c[strong] for c in costs]))
+    use_embedding = False
+    if use_cascade:
+        assert stage is not None
+        X = np.array([stage.vector(f, r.outcomes[weak].answer or "", r.outcomes[peer].answer if peer else None,
+                                   r.outcomes[weak].finish_reason) for r, f in zip(rows, features)])
+        p = stage.model.probabilities(X)
+        extra = np.array([c[peer] for c in costs]) if peer else np.zeros(len(rows))
+        paid = (cost[0] + extra, cost[0] + extra + cost[1])
+        if threshold is None:
+            threshold = stage.threshold
+        kind = "cascade"
+    else:
+        p = policy_probabilities(policy, features, embeddings)
+        use_embedding = embeddings is not None and policy.embedding is not None
+        paid = cost
+        if threshold is None:
+            threshold = policy.embedding_threshold if use_embedding and policy.embedding_threshold is not None \
+                else policy.threshold
+        kind = "embedding" if use_embedding else "cheap"
 
     def summary(idx: np.ndarray) -> dict[str, Any]:
         s, c, pi = (scores[0][idx], scores[1][idx]), (cost[0][idx], cost[1][idx]), p[idx]
+        pc = (paid[0][idx], paid[1][idx])
         to_strong = pi < threshold
         q = float(np.where(to_strong, s[1], s[0]).mean())
-        spent = float(np.where(to_strong, c[1], c[0]).mean())
+        spent = float(np.where(to_strong, pc[1], pc[0]).mean())
         sq, sc = float(s[1].mean()), float(c[1].mean())
         return {"n": int(len(idx)), "cheap_quality": float(s[0].mean()), "strong_quality": sq,
                 "at_threshold": {"strong_share": float(to_strong.mean()), "quality": q, "cost_usd": spent,
                                  "quality_vs_strong": q / sq if sq else None,
                                  "cost_vs_strong": spent / sc if sc else None},
-                **curve_metrics(sweep(pi, s, c), s, c)}
+                **curve_metrics(sweep(pi, s, pc), s, c)}
 
     everything = np.arange(len(rows))
-    out = {"model": "embedding" if use_embedding else "cheap", "threshold": threshold,
+    out = {"model": kind, "threshold": threshold,
            "cheap_model": weak, "strong_model": strong, "tiers": {"cheap": policy.cheap_tier,
                                                                  "strong": policy.strong_tier},
            **summary(everything)}
+    if use_cascade:
+        out["peer_model"] = peer
     cohorts: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         cohorts.setdefault(r.cohort or "(none)", []).append(i)

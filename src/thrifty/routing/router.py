@@ -45,6 +45,10 @@ class Decision:
     ceiling: str | None = None  # never escalate above this tier (a downgraded concrete model's own)
     steps: int = 0  # escalations that led here
     requested: str = ""
+    # A learned cascade's answer stage (routing/learned.py `AnswerStage`) scoring this tier's answer,
+    # and the threshold below which it escalates; None: no answer stage.
+    answer_stage: Any = None
+    answer_threshold: float | None = None
 
 
 class HeavyCounter(Protocol):
@@ -187,7 +191,8 @@ class Router:
         reason = f"escalated from {decision.tier}" + (f": {why}" if why else "") + capped + moved
         checks = decision.checks if steps < esc.max_steps and self._can_climb(target, decision.ceiling) else ()
         return replace(decision, tier=self.tier_of_pick(target, deployment), deployment=deployment,
-                       reason=reason, checks=checks, escalate_to=None, steps=steps)
+                       reason=reason, checks=checks, escalate_to=None, steps=steps, answer_stage=None,
+                       answer_threshold=None)
 
     def peer(self, decision: Decision) -> str | None:
         """Another healthy deployment of the same tier (for a consistency sample), or None."""
@@ -212,6 +217,8 @@ class Router:
         policy = self._learned.get(rule) if self._learned else None
         if policy is None:
             return rule.tier, f"rule {rule.name}"
+        if policy.answer is not None:
+            return policy.cheap_tier, f"rule {rule.name}: learned cascade -> {policy.cheap_tier}, its answer scored"
         cheap, p = policy.use_cheap(features, rule.policy_threshold, embedding)
         tier = policy.cheap_tier if cheap else rule.tier
         return tier, f"rule {rule.name}: learned P(cheap as good) {p:.2f} -> {tier}"
@@ -246,13 +253,24 @@ class Router:
         tier = found if found is not None else self.order[0]
         deployment, moved = self._pick(tier)
         checks: tuple[str, ...] = ()
+        stage, stage_threshold = None, None
         if self._can_climb(tier, ceiling):
             checks = rule.checks if rule is not None and rule.checks is not None else self._default_checks
             if not self.config.escalation.enabled:
                 checks = ()
+            learned = self._learned.get(rule) if rule is not None and self._learned else None
+            if learned is not None and learned.answer is not None and self.config.escalation.enabled:
+                served = self.tier_of_pick(tier, deployment)
+                if served == learned.cheap_tier:
+                    stage = learned.answer
+                    stage_threshold = rule.policy_threshold if rule.policy_threshold is not None \
+                        else stage.threshold
+                    if "policy" not in checks:  # marks the answer stage (escalation.py runs it last)
+                        checks = (*checks, "policy")
         return Decision(tier=self.tier_of_pick(tier, deployment), deployment=deployment,
                         reason=reason + capped + moved, rule=rule.name if rule else None, checks=checks,
-                        escalate_to=rule.escalate_to if rule else None, ceiling=ceiling, requested=requested)
+                        escalate_to=rule.escalate_to if rule else None, ceiling=ceiling, requested=requested,
+                        answer_stage=stage, answer_threshold=stage_threshold)
 
     def _can_climb(self, tier: str, ceiling: str | None) -> bool:
         top = self._rank[ceiling] if ceiling is not None else len(self.order) - 1
@@ -323,6 +341,16 @@ def _load_learned(rule: CompiledRule, index: int, config: RoutingConfig, config_
     if order.index(policy.cheap_tier) >= order.index(rule.tier):
         raise ConfigError(config_path, key, f"the policy's cheap tier {policy.cheap_tier!r} is not below the "
                                             f"rule's tier {rule.tier!r}")
+    if policy.answer is not None:
+        esc = config.escalation
+        if not esc.enabled or esc.max_steps < 1:
+            raise ConfigError(config_path, key, "the policy is a cascade (an answer stage escalates): it needs "
+                                                "routing.escalation enabled with max_steps >= 1")
+        if policy.answer.needs_second and len(config.tiers[policy.cheap_tier]) < 2 \
+                and esc.consistency.sample_from == "peer":
+            raise ConfigError(config_path, key, f"the policy's answer stage compares the cheap answer with a peer's "
+                                                f"({policy.answer.peer_model}): the tier {policy.cheap_tier!r} needs a "
+                                                "second deployment to sample it from")
     return policy
 
 
