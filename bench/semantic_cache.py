@@ -244,13 +244,15 @@ def part_latency(sizes: list[int], vote: bool = False) -> dict:
 
 def _latency_one(n: int, vote: bool = False) -> dict:
     """One namespace of n entries in a SemanticCache (in-process store); time real lookups.
-    `vote`: the kNN vote over answer clusters (8 neighbours, entries in clusters of 10)."""
+    `vote`: the kNN vote over answer clusters (8 neighbours, entries in clusters of 10), shaped as
+    the shipped default (`default_policy`: the vote where answers repeat, a cosine point elsewhere)."""
     embedder = OnnxEmbedder()
     vectors = vectors_of_size(n, embedder)
     texts = corpus_texts()
     queries = query_texts()
     # Every lookup runs in full, none hits.
-    policy = DecisionPolicy(0.999 if not vote else 1.5, verifier=GuardVerifier(), vote=VoteWeights() if vote else None)
+    policy = DecisionPolicy(0.999 if not vote else 1.5, verifier=GuardVerifier(), vote=VoteWeights() if vote else None,
+                            nearest=0.999 if vote else None)
     embedder.load()
     gc.collect()
     rss0 = rss_mib()

@@ -59,3 +59,24 @@ def test_stream_needs_a_calibration_stream_and_valid_rows(streams, tmp_path):
         cli(["eval", "cache", "--stream", str(bad), "--calibrate", str(cal)])
     with pytest.raises(ThriftyError, match="--explore"):
         cli(["eval", "cache", "--stream", str(test), "--calibrate", str(cal), "--explore", "1"])
+
+
+def test_stream_scores_the_default_the_old_default_and_free_form_traffic(embedder, streams, capsys):
+    from thrifty.cache.semantic.decision import DEFAULT_VOTE_POINT, GENERAL_OPERATING_POINT
+
+    _, test = streams
+    reports = {}
+    for name, flags in (("default", ["--default"]), ("general", ["--general"]),
+                        ("free", ["--default", "--free-form"]), ("free_general", ["--general", "--free-form"])):
+        assert cli(["eval", "cache", "--stream", str(test), *flags, "--orders", "2", "--json"]) == 0
+        reports[name] = json.loads(capsys.readouterr().out)
+    default, general = reports["default"]["policy"], reports["general"]["policy"]
+    assert default["vote"] is not None and default["threshold"] == DEFAULT_VOTE_POINT["threshold"]
+    assert default["nearest_threshold"] == GENERAL_OPERATING_POINT["threshold"]
+    assert general["vote"] is None and general["threshold"] == GENERAL_OPERATING_POINT["threshold"]
+    assert reports["free"]["free_form"] and not reports["default"]["free_form"]
+    # Free-form answers never repeat: the default decides as the general cosine point does.
+    counts = ("served", "wrong", "possible")
+    assert [reports["free"]["policy"][k] for k in counts] == [reports["free_general"]["policy"][k] for k in counts]
+    with pytest.raises(ThriftyError, match="--free-form"):
+        cli(["eval", "cache", "--pairs", str(test), "--default", "--free-form"])

@@ -151,11 +151,38 @@ def test_policy_round_trips_through_a_dict():
     assert again.default == policy.default
 
 
-def test_default_policy_is_the_general_calibration_with_the_guard():
-    from thrifty.cache.semantic import GuardVerifier, default_policy
+def test_default_policy_votes_where_answers_repeat_and_keeps_the_general_point_elsewhere():
+    from thrifty.cache.semantic import GuardVerifier, default_policy, general_policy
+    from thrifty.cache.semantic.decision import DEFAULT_VOTE_POINT, GENERAL_OPERATING_POINT
 
     policy = default_policy()
-    assert isinstance(policy.verifier, GuardVerifier)
-    assert 0.9 < policy.threshold("any") < 1.0 and policy.default.target_false_hit == 0.01
-    assert default_policy(verifier=False).verifier is None
-    assert default_policy(verifier=False).threshold("any") > policy.threshold("any")
+    assert isinstance(policy.verifier, GuardVerifier) and policy.vote is not None
+    assert policy.threshold("any") == DEFAULT_VOTE_POINT["threshold"] and policy.default.target_false_hit == 0.01
+    assert policy.threshold("any", voting=False) == GENERAL_OPERATING_POINT["threshold"]
+    # the vote needs repeated answers: none yet, a few, or too few keys -> the cosine point decides
+    assert not policy.voting(0, 0) and not policy.voting(100, 5) and not policy.voting(5, 4)
+    assert policy.voting(100, 10) and policy.voting(10, 9)
+    unguarded = default_policy(verifier=False)
+    assert unguarded.verifier is None
+    assert unguarded.threshold("any", voting=False) > policy.threshold("any", voting=False)
+    # the default before the vote, kept to compare with
+    old = general_policy()
+    assert old.vote is None and old.threshold("any") == GENERAL_OPERATING_POINT["threshold"]
+    assert general_policy(verifier=False).threshold("any") > old.threshold("any")
+
+
+def test_the_vote_and_nearest_points_survive_a_round_trip():
+    from thrifty.cache.semantic import default_policy
+
+    policy = default_policy()
+    policy.record_hit("ns", 0.97)
+    policy.record_bad_hit("ns", 0.97)
+    again = DecisionPolicy.from_dict(policy.to_dict())
+    assert again.nearest == policy.nearest and again.vote == policy.vote
+    assert again.threshold("ns") == policy.threshold("ns") == 0.97  # the floor binds on both scales
+    assert again.threshold("ns", voting=False) == 0.97
+    # an old saved vote policy (no "nearest"): the vote decides everywhere, as it did
+    data = policy.to_dict()
+    del data["nearest"]
+    old = DecisionPolicy.from_dict(data)
+    assert old.nearest is None and old.voting(0, 0)

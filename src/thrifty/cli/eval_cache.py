@@ -21,7 +21,10 @@ policy must beat to be worth its machinery.
 is then a calibration stream (disjoint texts) on which the policy's threshold and the static
 cosine's are chosen at the target false-hit rate (wrong answers served / answers served), and
 both are reported on the `--stream` file. The policy is kNN voting over answer clusters
-(thrifty.cache.semantic.vote); `--explore` and `--feedback` add online evidence.
+(thrifty.cache.semantic.vote); `--explore` and `--feedback` add online evidence. `--default`
+scores the shipped default (the vote where answers repeat, the general cosine point elsewhere),
+`--general` the nearest-neighbour default before it, and `--free-form` replays the stream as
+free-form LLM traffic (answers stored without answer keys: every entry a cluster of one).
 
 Embedding the texts is most of the run: it uses every core (`--threads`), embeds each distinct
 text once, and shows a progress bar on stderr when that is a terminal.
@@ -71,6 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="score this saved policy (from --save) as it is, without fitting")
     fixed.add_argument("--default", action="store_true",
                        help="score the shipped default policy as it is, without fitting")
+    fixed.add_argument("--general", action="store_true",
+                       help="score the default before the vote (nearest neighbour at the general "
+                            "operating point) as it is, to compare with")
     p.add_argument("--target-false-hit", type=float, default=0.01, metavar="RATE",
                    help="false-hit rate on negatives to stay within (default 0.01)")
     p.add_argument("--confidence", type=float, default=0.9,
@@ -88,6 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="--stream: share of would-be hits sent upstream to check the cached answer (default 0)")
     p.add_argument("--feedback", type=float, default=0.0, metavar="F",
                    help="--stream: share of served hits a client reports on (default 0)")
+    p.add_argument("--free-form", action="store_true",
+                   help="--stream: store answers without answer keys, as free-form LLM answers that never "
+                        "repeat byte for byte (every entry a cluster of one; hits still judged by the label)")
     p.add_argument("--save", metavar="FILE", help="write the calibrated decision policy as JSON")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
@@ -120,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
         raise ThriftyError(f"--folds must be at least 2, got {args.folds}")
     if args.threads < 1:
         raise ThriftyError(f"--threads must be at least 1, got {args.threads}")
-    if args.save and (args.policy or args.default):
-        raise ThriftyError("--save writes a fitted policy; --policy and --default fit nothing")
+    if args.save and (args.policy or args.default or args.general):
+        raise ThriftyError("--save writes a fitted policy; --policy, --default and --general fit nothing")
+    if args.free_form and not args.stream:
+        raise ThriftyError("--free-form replays a --stream")
     if args.stream:
         return run_stream(args)
     test = read_pairs(args.pairs)
@@ -133,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
         from thrifty.cache.semantic import default_policy
 
         fixed = (default_policy(verifier=not args.no_verifier), "shipped default policy")
+    elif args.general:
+        from thrifty.cache.semantic.decision import general_policy
+
+        fixed = (general_policy(verifier=not args.no_verifier), "general operating point (the default before the vote)")
     try:
         report = evaluate(test, train, target=args.target_false_hit, confidence=args.confidence or None,
                           verifier=not args.no_verifier, folds=args.folds, latency_samples=args.latency_samples,
@@ -233,8 +248,10 @@ def evaluate(test, train, *, target: float, confidence: float | None, verifier: 
     sims, dscores, labels = scored(test)
     if fixed is not None:
         policy, method = fixed
-        op = policy.default
-        accepted = [policy.accept("eval", float(s), b, a) for (a, b, _), s in zip(test, sims)]
+        # A pair is a namespace holding one entry: a vote policy's nearest-neighbour point decides.
+        voting = policy.nearest is None
+        op = policy.default if voting else policy.nearest
+        accepted = [policy.accept("eval", float(s), b, a, voting=voting) for (a, b, _), s in zip(test, sims)]
         method += " as it is (nothing fitted)"
     elif train is not None:
         tr_sims, tr_scores, tr_labels = scored(train)
@@ -374,8 +391,9 @@ def run_stream(args: argparse.Namespace) -> int:
     for name in ("explore", "feedback"):
         if not 0.0 <= getattr(args, name) < 1.0 + (name == "feedback"):
             raise ThriftyError(f"--{name} must be in [0, 1], got {getattr(args, name)}")
-    if not (args.calibrate or args.policy or args.default):
-        raise ThriftyError("--stream needs --calibrate STREAM (or --policy / --default to score a fixed policy)")
+    if not (args.calibrate or args.policy or args.default or args.general):
+        raise ThriftyError("--stream needs --calibrate STREAM (or --policy / --default / --general to score a "
+                           "fixed policy)")
     test = read_stream(args.stream)
     calibration = read_stream(args.calibrate) if args.calibrate else None
     fixed = None
@@ -383,6 +401,10 @@ def run_stream(args: argparse.Namespace) -> int:
         fixed = load_policy(args.policy, verifier=not args.no_verifier)
     elif args.default:
         fixed = default_policy(verifier=not args.no_verifier)
+    elif args.general:
+        from thrifty.cache.semantic.decision import general_policy
+
+        fixed = general_policy(verifier=not args.no_verifier)
     texts = list(dict.fromkeys(test[0] + (calibration[0] if calibration else [])))
     tty = sys.stderr.isatty()
     try:
@@ -402,7 +424,7 @@ def run_stream(args: argparse.Namespace) -> int:
                              target=args.target_false_hit, orders=args.orders, confidence=args.confidence or None,
                              verifier=None if args.no_verifier else GuardVerifier(),
                              explore=args.explore, feedback=args.feedback, fixed=fixed,
-                             progress=_Progress("streams  ") if tty else None)
+                             progress=_Progress("streams  ") if tty else None, free_form=args.free_form)
     report["embedding"] = {"texts": len(texts), "seconds": embed_s, "per_second": len(texts) / max(embed_s, 1e-9)}
     fitted = report.pop("fitted", None)
     if args.save and fitted is not None:
@@ -423,14 +445,18 @@ def format_stream_report(r: dict) -> str:
                 + (f", {x['explored']} explored" if x.get("explored") else ""))
     lines = [f"stream         {r['lookups']} lookups x {r['orders']} orders, target false-hit {r['target_false_hit']:g} "
              f"(wrong served / served, bound at confidence {r['confidence'] or 'none'} on --calibrate); "
-             f"recall = right served / lookups whose answer was cached"]
+             f"recall = right served / lookups whose answer was cached"
+             + ("; free-form (no answer keys)" if r.get("free_form") else "")]
     policy = r["policy"]
     if "static_cosine" in r:
         st = r["static_cosine"]
         lines.append(row("static cosine", st) + f"  [cosine > {st['threshold']:.3f}, chosen on --calibrate]")
         best = r["static_cosine_best"]
         lines.append(row("best static", best) + f"  [cosine > {best['threshold']:.3f}, chosen in-sample on --stream]")
-    lines.append(row("policy", policy) + f"  [{policy['description']}, score > {policy['threshold']:.3f}]")
+    where = f"score > {policy['threshold']:.3f}" if policy.get("vote") else f"cosine > {policy['threshold']:.4f}"
+    if policy.get("nearest_threshold") is not None:
+        where += f"; cosine > {policy['nearest_threshold']:.4f} where answers do not repeat"
+    lines.append(row("policy", policy) + f"  [{policy['description']}, {where}]")
     if "recall_ratio" in r:
         lines.append(f"recall ratio   {_num(r['recall_ratio'], 2)} x the best static cosine")
     emb = r["embedding"]

@@ -17,6 +17,7 @@ from thrifty.cache.semantic.decision import (
     OperatingPoint,
     calibrate,
     default_policy,
+    general_policy,
     metrics,
     roc_auc,
 )
@@ -39,6 +40,6 @@ __all__ = [
     "DecisionPolicy", "EmbedderUnavailable", "EntryStore", "FlatIndex", "GuardVerifier", "HnswIndex",
     "InMemoryEntryStore", "Lookup", "Metrics", "NamespacedIndex", "OnnxEmbedder", "OperatingPoint", "RedisEntryStore",
     "SemanticCache", "SemanticEntry", "SemanticStoreUnavailable", "Verifier", "Vote", "VoteWeights", "answer_key",
-    "calibrate", "default_policy", "metrics",
+    "calibrate", "default_policy", "general_policy", "metrics",
     "model_available", "namespace_key", "roc_auc",
 ]

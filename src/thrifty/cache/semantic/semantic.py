@@ -9,8 +9,9 @@ the pipeline treats it as a miss and records that the cache was down.
 The usual sequence is lookup -> miss -> upstream call -> add with the same text: the last
 `recent_vectors` embeddings are remembered so that add does not embed the text a second time.
 
-With a policy that has `vote` weights (thrifty.cache.semantic.vote) the decision is a kNN vote
-over answer clusters: `add(..., answer_key=...)` puts entries with the same answer in one cluster,
+With a policy that has `vote` weights (thrifty.cache.semantic.vote), as the default has, the
+decision is a kNN vote over answer clusters in namespaces whose stored answers repeat (`voting`;
+elsewhere the policy's nearest-neighbour point decides): `add(..., answer_key=...)` puts entries with the same answer in one cluster,
 `confirm` makes a query that was served and found good another key of its entry's cluster, and
 `explore` (a probability, 0 by default) turns that share of would-be hits into upstream calls
 whose fresh answer, compared with the cached one (`explored`), is the evidence that tightens the
@@ -23,6 +24,7 @@ import hashlib
 import itertools
 import logging
 import random
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +39,10 @@ from thrifty.cache.semantic.store import EntryStore, InMemoryEntryStore, Semanti
 
 log = logging.getLogger(__name__)
 
+# The id of a confirmed query's key: its entry's id, this separator and 12 hex digits of the query.
+_CONFIRMED_SEP = "+"
+_CONFIRMED = re.compile(r"\+[0-9a-f]{12}$")
+
 
 @dataclass(frozen=True)
 class Lookup:
@@ -50,7 +56,8 @@ class Lookup:
 
 
 class SemanticCache:
-    """`policy` defaults to `default_policy()` (general operating point + guard verifier);
+    """`policy` defaults to `default_policy()` (the kNN vote where answers repeat, the general
+    cosine operating point elsewhere, guard verifier);
     `candidates`: how many neighbours a lookup considers; `sync_interval_s`: how often a lookup
     first applies other replicas' changes from a shared store."""
 
@@ -73,6 +80,10 @@ class SemanticCache:
         self._served_memory = served_memory
         self._keys: dict[str, int] = {}  # entry id -> this replica's index key
         self._ids: dict[int, tuple[str, str, str]] = {}  # index key -> (entry id, namespace, cluster)
+        # Per namespace: [stored keys, of which joined a cluster that held one] (confirmations left
+        # out) and per (namespace, cluster) its stored keys: when the vote applies (VoteWeights.applies).
+        self._answer_counts: dict[str, list[int]] = {}
+        self._cluster_keys: dict[tuple[str, str], int] = {}
         self._next_key = itertools.count(1)
         self._served: OrderedDict[str, tuple[str, float]] = OrderedDict()  # entry id -> (ns, score)
         self._recent_limit = recent_vectors
@@ -97,8 +108,14 @@ class SemanticCache:
             return Lookup()
         return self._decide(namespace, text, self._embed(text) if vector is None else vector)
 
+    def voting(self, namespace: str) -> bool:
+        """Whether the policy's vote decides in `namespace` now (its stored answers repeat)."""
+        with self._lock:
+            keys, repeats = self._answer_counts.get(namespace, (0, 0))
+        return self.policy.voting(keys, repeats)
+
     def _decide(self, namespace: str, text: str, vector: np.ndarray) -> Lookup:
-        if self.policy.vote is None:
+        if not self.voting(namespace):
             found = self._nearest(namespace, text, vector)
         else:
             found = self._voted(namespace, text, vector)
@@ -116,12 +133,12 @@ class SemanticCache:
         return (found.entry, found.score) if found.entry is not None else None
 
     def _nearest(self, namespace: str, text: str, vector: np.ndarray) -> tuple[SemanticEntry, float] | None:
-        threshold = self.policy.threshold(namespace)
+        threshold = self.policy.threshold(namespace, voting=False)
         for key, similarity in self.index.search(namespace, vector, self.candidates):
             if similarity <= threshold:
                 break  # neighbours come most similar first
             entry = self._entry_of(key)
-            if entry is not None and self.policy.accept(namespace, similarity, text, entry.text):
+            if entry is not None and self.policy.accept(namespace, similarity, text, entry.text, voting=False):
                 return entry, similarity
         return None
 
@@ -173,7 +190,7 @@ class SemanticCache:
         entry = self.store.get(entry_id)
         if entry is None or entry.text == text:
             return None
-        key_id = f"{entry_id}+{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+        key_id = f"{entry_id}{_CONFIRMED_SEP}{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         return self.add(entry.namespace, text, key_id, entry.payload, vector, answer_key=entry.cluster)
 
     def explored(self, namespace: str, candidate: SemanticEntry, score: float, same_answer: bool) -> float:
@@ -278,7 +295,29 @@ class SemanticCache:
             key = next(self._next_key)
             self._keys[entry_id] = key
             self._ids[key] = (entry_id, namespace, cluster or entry_id)
+            self._count(namespace, cluster or entry_id, entry_id, +1)
         self.index.add(namespace, key, vector)
+
+    def _count(self, namespace: str, cluster: str, entry_id: str, step: int) -> None:
+        """Keep the answer counts of `voting` as a key comes (+1) or goes (-1); under the lock."""
+        if _CONFIRMED.search(entry_id):
+            return  # a confirmed query: evidence of the answer's quality, not that answers repeat
+        held = self._cluster_keys.get((namespace, cluster), 0)
+        if step > 0:
+            counts = self._answer_counts.setdefault(namespace, [0, 0])
+            counts[0] += 1
+            counts[1] += held > 0
+            self._cluster_keys[(namespace, cluster)] = held + 1
+        elif held:
+            counts = self._answer_counts[namespace]
+            counts[0] -= 1
+            counts[1] -= held > 1
+            if held > 1:
+                self._cluster_keys[(namespace, cluster)] = held - 1
+            else:
+                del self._cluster_keys[(namespace, cluster)]
+            if not counts[0]:
+                del self._answer_counts[namespace]
 
     def _forget(self, entry_id: str) -> bool:
         with self._lock:
@@ -288,7 +327,8 @@ class SemanticCache:
         key = self._keys.pop(entry_id, None)
         if key is None:
             return False
-        _, namespace, _ = self._ids.pop(key)
+        _, namespace, cluster = self._ids.pop(key)
+        self._count(namespace, cluster, entry_id, -1)
         self.index.remove(namespace, key)
         self._served.pop(entry_id, None)
         return True

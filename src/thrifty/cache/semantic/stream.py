@@ -7,7 +7,9 @@ else shares, as CLINC150's out-of-scope queries). A served hit is right when the
 is the query's. An exploration (probability `explore`) is not served: it costs an upstream call
 and is counted as a miss; its fresh answer is compared with the candidate's and stored.
 `feedback` is the share of served hits that a client reports on (good: the query becomes a key
-of the answer's cluster; bad: the entry is evicted and the namespace tightens).
+of the answer's cluster; bad: the entry is evicted and the namespace tightens). `free_form`
+replays the stream as free-form LLM traffic: answers are stored without an answer key (no two
+byte-identical), so every entry is a cluster of one, while a hit is still judged by the label.
 
 Definitions (the same for every policy and the static-cosine baseline):
 - false-hit rate = wrong answers served / answers served (1 - precision of what the cache
@@ -62,7 +64,8 @@ def pooled(results: Sequence[StreamResult]) -> StreamResult:
 
 
 def simulate(texts: Sequence[str], answers: Sequence[str | None], vectors: np.ndarray, policy: DecisionPolicy, *,
-             seed: int = 0, explore: float = 0.0, feedback: float = 0.0, candidates: int = 4) -> StreamResult:
+             seed: int = 0, explore: float = 0.0, feedback: float = 0.0, candidates: int = 4,
+             free_form: bool = False) -> StreamResult:
     """One pass of the stream through a fresh cache with `policy` (see the module doc)."""
     rng = np.random.default_rng(seed)
     labels = [a if a is not None else f"\x00own:{i}" for i, a in enumerate(answers)]
@@ -88,7 +91,7 @@ def simulate(texts: Sequence[str], answers: Sequence[str | None], vectors: np.nd
         if found.explored is not None:
             explored += 1
             cache.explored(NAMESPACE, found.explored, found.score, found.explored.payload.decode() == label)
-        cache.add(NAMESPACE, text, f"q{n}", label.encode(), vector, answer_key=label)
+        cache.add(NAMESPACE, text, f"q{n}", label.encode(), vector, answer_key="" if free_form else label)
         held.add(label)
     return StreamResult.counted(len(texts), possible, served, wrong, explored)
 
@@ -164,13 +167,18 @@ class Stream:
 def evaluate_stream(test: Stream, calibration: Stream | None, *, target: float, orders: int = 3,
                     confidence: float | None = 0.9,
                     verifier=None, explore: float = 0.0, feedback: float = 0.0, fixed: DecisionPolicy | None = None,
-                    weights=None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Policy (kNN vote, threshold chosen on `calibration`) vs a static cosine (threshold chosen
-    on `calibration` the same way), both run on `test`; or `fixed` scored as it is.
+                    weights=None, progress: Callable[[int, int], None] | None = None,
+                    free_form: bool = False) -> dict:
+    """Policy (kNN vote, threshold chosen on `calibration`; the general cosine point where answers
+    do not repeat, as in `default_policy`) vs a static cosine (threshold chosen on `calibration`
+    the same way), both run on `test`; or `fixed` scored as it is. `free_form`: see `simulate`.
 
     Calibration runs use orders 0..orders-1, test runs orders 1000.. (other arrivals).
     """
+    from thrifty.cache.semantic.decision import GENERAL_OPERATING_POINT, GENERAL_OPERATING_POINT_UNGUARDED
     from thrifty.cache.semantic.vote import VoteWeights
+
+    nearest = OperatingPoint(**(GENERAL_OPERATING_POINT if verifier is not None else GENERAL_OPERATING_POINT_UNGUARDED))
 
     weights = VoteWeights() if weights is None else weights
     calibration_seeds = range(orders)
@@ -180,7 +188,8 @@ def evaluate_stream(test: Stream, calibration: Stream | None, *, target: float, 
     def runs(stream: Stream, policy_of: Callable[[], DecisionPolicy], seeds, **kw) -> StreamResult:
         out = []
         for seed in seeds:
-            out.append(simulate(stream.texts, stream.answers, stream.vectors, policy_of(), seed=seed, **kw))
+            out.append(simulate(stream.texts, stream.answers, stream.vectors, policy_of(), seed=seed,
+                                free_form=free_form, **kw))
             budget[0] += 1
             if progress is not None:
                 progress(min(budget[0], budget[1]), budget[1])
@@ -189,7 +198,7 @@ def evaluate_stream(test: Stream, calibration: Stream | None, *, target: float, 
     static_kw = dict(candidates=1)
     policy_kw = dict(explore=explore, feedback=feedback)
     report: dict = {"target_false_hit": target, "confidence": confidence, "orders": orders, "lookups": len(test.texts),
-                    "explore": explore, "feedback": feedback,
+                    "explore": explore, "feedback": feedback, "free_form": free_form,
                     "definitions": {"false_hit_rate": "wrong answers served / answers served",
                                     "recall": "right answers served / lookups whose answer the cache held",
                                     "explorations": "counted as misses (an upstream call)"}}
@@ -197,7 +206,9 @@ def evaluate_stream(test: Stream, calibration: Stream | None, *, target: float, 
         budget[1] = orders
         result = runs(test, lambda: _fresh(fixed), test_seeds, **policy_kw)
         report["policy"] = {"description": "as it is (nothing fitted)", "threshold": fixed.default.threshold,
-                            "vote": fixed.vote.to_dict() if fixed.vote else None, **result.to_dict()}
+                            "vote": fixed.vote.to_dict() if fixed.vote else None,
+                            "nearest_threshold": fixed.nearest.threshold if fixed.nearest else None,
+                            **result.to_dict()}
         return report
     if calibration is None:
         raise ValueError("a stream evaluation fits its thresholds on a calibration stream")
@@ -207,14 +218,14 @@ def evaluate_stream(test: Stream, calibration: Stream | None, *, target: float, 
         confidence=confidence, orders=orders)
     vote_t, vote_cal = calibrate_threshold(
         lambda t: runs(calibration, lambda: DecisionPolicy(OperatingPoint(threshold=t, target_false_hit=target),
-                                                           verifier=verifier, vote=weights),
+                                                           verifier=verifier, vote=weights, nearest=nearest),
                        calibration_seeds, **policy_kw), VOTE_GRID, target, confidence=confidence, orders=orders)
     budget[1] = budget[0] + 2 * orders + orders * len(COSINE_GRID) // 4
     static_test = runs(test, lambda: static_policy(static_t), test_seeds, **static_kw)
     policy = DecisionPolicy(OperatingPoint(threshold=vote_t, target_false_hit=target, confidence=confidence,
                                            calibration_false_hit_rate=vote_cal.false_hit_rate,
                                            calibration_recall=vote_cal.recall),
-                            verifier=verifier, vote=weights)
+                            verifier=verifier, vote=weights, nearest=nearest)
     vote_test = runs(test, lambda: _fresh(policy), test_seeds, **policy_kw)
     # The strongest static baseline: the best cosine cut on the test stream itself (in-sample,
     # observed rate), which flatters it; the policy's recall is compared with this one.

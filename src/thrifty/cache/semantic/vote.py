@@ -16,6 +16,14 @@ The threshold on this score is calibrated on a stream of labelled traffic
 (`thrifty eval cache --stream`), not on pairs: the score depends on what the cache holds.
 The weights were chosen by measurement on the CLINC150 train stream (bench/results or
 docs/semantic_cache.md); they are not tuned on any test split.
+
+The rival term is evidence only where answer keys tell answers apart: in a namespace whose
+answers never repeat byte for byte (free-form LLM answers) every stored entry is a cluster of one,
+every other neighbour is a "rival" whether it means the same or not, and the vote would refuse
+nearly everything. So the vote applies in a namespace once its stored answers repeat (at least
+`repeat_share` of its stored keys joined a cluster that already held one, counted over at least
+`min_keys` keys; confirmations do not count); before that, and in namespaces where answers never
+repeat, the policy's nearest-neighbour operating point decides (`DecisionPolicy.nearest`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from typing import Sequence
 DEFAULT_K = 8
 DEFAULT_AGREEMENT = 0.06
 DEFAULT_RIVAL = 0.5
+DEFAULT_REPEAT_SHARE = 0.1
+DEFAULT_MIN_KEYS = 10
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,8 @@ class VoteWeights:
     k: int = DEFAULT_K
     agreement: float = DEFAULT_AGREEMENT
     rival: float = DEFAULT_RIVAL
+    repeat_share: float = DEFAULT_REPEAT_SHARE  # see the module doc: when the vote applies
+    min_keys: int = DEFAULT_MIN_KEYS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +61,14 @@ class VoteWeights:
     @classmethod
     def from_dict(cls, data: dict) -> VoteWeights:
         return cls(k=int(data.get("k", DEFAULT_K)), agreement=float(data.get("agreement", DEFAULT_AGREEMENT)),
-                   rival=float(data.get("rival", DEFAULT_RIVAL)))
+                   rival=float(data.get("rival", DEFAULT_RIVAL)),
+                   repeat_share=float(data.get("repeat_share", DEFAULT_REPEAT_SHARE)),
+                   min_keys=int(data.get("min_keys", DEFAULT_MIN_KEYS)))
+
+    def applies(self, keys: int, repeats: int) -> bool:
+        """Whether a namespace holding `keys` stored keys, `repeats` of which joined a cluster
+        that already held one, has the answer evidence the vote needs (see the module doc)."""
+        return keys >= self.min_keys and repeats >= self.repeat_share * keys
 
     def vote(self, neighbours: Sequence[tuple[int, float, str]]) -> Vote:
         """`neighbours`: (key, cosine, cluster), most similar first (at most k are looked at)."""
