@@ -127,16 +127,17 @@ def _run_e2e(tmp: Path, data: Path, *extra: str) -> dict:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    return _run_e2e(tmp, make_data(tmp / "data"))
+    return _run_e2e(tmp, make_data(tmp / "data"), "--rules-only")
 
 
 def test_learned_run_serves_its_policy(tmp_path):
-    """`--learned`: trained on the train side, served on the `trivial` rule, the figures still add up."""
+    """`--learned`: trained on the train side, served on the `learned` rule, the figures still add up."""
     report = _run_e2e(tmp_path, make_train_data(make_data(tmp_path / "data")), "--learned")
-    assert report["policy"]["trained"] and report["policy"]["rows"] == 24 and report["policy"]["target"] == 0.95
+    assert report["policy"]["trained"] and report["policy"]["rows"] == 24 and report["policy"]["target"] == 0.99
     config = __import__("yaml").safe_load((tmp_path / "work/thrifty.yaml").read_text())
-    rule = next(r for r in config["routing"]["rules"] if r["name"] == "trivial")
+    rule = next(r for r in config["routing"]["rules"] if r["name"] == "learned")
     assert rule["policy"] == str(tmp_path / "work/policy.json") and rule["tier"] == "heavy"
+    assert rule["when"]["feature"] == ["arc-challenge", "mbpp", "winogrande"]
     assert report["failed"] == {"baseline": 0, "thrifty": 0}
     assert_figures_add_up(report)
 
@@ -211,7 +212,7 @@ def test_policy_trains_only_on_the_train_side(tmp_path):
     assert "arc_challenge_train.csv" in e2e_mix.missing_data(make_data(tmp_path / "bare"), train_side=True)
 
 
-def test_learned_policy_is_served_on_the_trivial_rule(tmp_path, monkeypatch):
+def test_learned_policy_is_served_to_the_features_it_was_trained_on(tmp_path, monkeypatch):
     from thrifty.routing.eval import build_router, load_setup
     from thrifty.routing.features import features_from_prompt
 
@@ -221,15 +222,26 @@ def test_learned_policy_is_served_on_the_trivial_rule(tmp_path, monkeypatch):
     assert (info["cheap_model"], info["strong_model"]) == (e2e_mix.MODELS["llama-3.1-8b-instant"],
                                                            e2e_mix.MODELS[e2e_mix.FRONTIER])
     config = e2e.gateway_config("http://127.0.0.1:1", "sqlite:///x.db", path)
-    rule = next(r for r in config["routing"]["rules"] if r["name"] == "trivial")
+    names = [r["name"] for r in config["routing"]["rules"]]
+    assert names.index("learned") == names.index("trivial") - 1  # before the rules-only catch of the same types
+    rule = config["routing"]["rules"][names.index("learned")]
     assert rule["tier"] == "heavy" and rule["policy"] == str(path) and "consistency" in rule["checks"]
     setup = load_setup(__import__("thrifty.cli.localstack", fromlist=["x"]).write_config(
         str(tmp_path / "thrifty.yaml"), config))
     router = build_router(setup.routing, setup)  # loads the policy as the gateway does
     easy = "Which is a planet? (99)\nA. Mars\nB. Moon\nC. Sun\nD. Io\nAnswer:"
     hard = _wino(99)
-    assert router.decide(features_from_prompt(easy), e2e_mix.FRONTIER).tier == "fast"
-    assert router.decide(features_from_prompt(hard), e2e_mix.FRONTIER).tier == "heavy"
+    # The rows recorded the cheap models' answers, but on these two cheap models agree on every
+    # wrong Winogrande answer: a cascade would escalate them after two cheap calls, so training
+    # serves the prompt-only policy (the easy kind to the fast tier, the hard kind to the frontier).
+    assert json.loads(path.read_text()).get("answer") is None
+    for prompt, feature, tier in ((easy, "arc-challenge", "fast"), (hard, "winogrande", "heavy")):
+        decided = router.decide(features_from_prompt(prompt, headers={"x-thrifty-feature": feature}), e2e_mix.FRONTIER)
+        assert decided.tier == tier and decided.answer_stage is None
+        assert decided.rule == ("learned" if tier == "fast" else None)  # heavy: the model the client asked for
+    # A feature the policy never saw keeps the rules: the `trivial` rule's fast tier.
+    decided = router.decide(features_from_prompt(hard, headers={"x-thrifty-feature": "headlines"}), e2e_mix.FRONTIER)
+    assert decided.tier == "fast" and decided.rule == "trivial" and decided.answer_stage is None
 
 
 def test_seeds_summary_pools_cohorts_by_calls_and_counts_the_mixes_that_met():

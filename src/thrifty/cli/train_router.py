@@ -38,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "least what the strong tier's does) from the router's request features (and, with --embed, "
                     "the prompt's MiniLM embedding). When the rows recorded the cheap model's answers (and its "
                     "peer's), also an answer stage: the cascade the gateway then serves (every call to the cheap "
-                    "tier, its answer and the peer's consistency sample scored, escalated below the threshold). "
+                    "tier, its answer and the peer's consistency sample scored, escalated below the threshold), "
+                    "unless the prompt-only policy reaches the target for no more (then that is served; --peer "
+                    "keeps the stage). "
                     "Writes a JSON policy with its threshold grid (expected "
                     "strong share, quality and cost at each threshold, out-of-fold on the training rows). Serve "
                     "it with a routing rule's `policy: FILE`; score it with `thrifty eval router --policy FILE`.")

@@ -199,9 +199,10 @@ def policy_training_rows(root: Path | None = None, request_types: tuple[str, ...
                 continue
             if request_types is not None and features_from_prompt(r["prompt"]).request_type not in request_types:
                 continue
+            # The recorded answers too: a cascade policy learns from what the cheap models said.
             rows.append({"prompt": r["prompt"], "cohort": cohort,
-                         "outcomes": {m: {"score": r["outcomes"][m]["score"], "cost_usd": r["outcomes"][m]["cost_usd"]}
-                                      for m in recorded}})
+                         "outcomes": {m: {k: r["outcomes"][m][k] for k in ("score", "cost_usd", "answer")
+                                          if k in r["outcomes"][m]} for m in recorded}})
     return rows
 
 

@@ -29,7 +29,10 @@ def print_report(r: dict[str, Any]) -> None:
     if pol:
         origin = f"trained on {pol['rows']} train-side rows (target {pol['target']:g})" if pol["trained"] \
             else f"from {pol['file']}"
-        print(f"learned policy on the `{POLICY_RULE}` rule: {pol['cheap_model']} vs {pol['strong_model']}, "
+        kind = ("prompt only" if not pol.get("cascade") else
+                f"a cascade (answer stage over its answer and {pol['peer_model']}'s)" if pol.get("peer_model")
+                else "a cascade (answer stage over its answer alone)")
+        print(f"learned policy on the `{POLICY_RULE}` rule: {pol['cheap_model']} vs {pol['strong_model']}, {kind}, "
               f"threshold {pol['threshold']:.4f}, {origin}")
     verdict = "met" if r["target"]["met"] else "NOT met"
     print(f"target (-70% cost, <= 1 point lost overall and per cohort): {verdict}; saving {r['saving']:.1%}, "

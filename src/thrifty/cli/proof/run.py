@@ -38,7 +38,10 @@ from thrifty.cli.proof.mix import FRONTIER, MODELS, Item, served_recorded
 TARGET_SAVING = Decimal("0.70")
 TARGET_QUALITY_LOSS = 1.0  # points, overall and in every cohort
 TRIVIAL_TYPES = ("classification", "extraction", "rewrite")  # the `trivial` rule's request types
-POLICY_RULE = "trivial"  # the rule a learned policy serves on
+POLICY_RULE = "learned"  # the rule a learned policy serves on
+# The features (cohorts) whose recorded outcomes a learned policy is trained on: RouterBench's data
+# sets. MBPP is code, which the `code` rule keeps on the heavy tier before any policy is asked.
+POLICY_FEATURES = tuple(mix.ROUTERBENCH_TRAIN_FILES)
 CAPS = {"faq": 200, "headlines": 16, "enrichment": 100}  # shaping: each feature's realistic ceiling
 
 
@@ -50,9 +53,13 @@ def emulator_config(outcomes_path: Path) -> dict[str, Any]:
 def gateway_config(emulator_url: str, ledger_url: str, policy: Path | None = None) -> dict[str, Any]:
     """Every lever on: what an operator would write for this product.
 
-    With a learned `policy`, the `trivial` rule's tier is the heavy one and the policy sends the
-    requests it trusts the fast tier with there (the router downgrades to a policy's cheap tier,
-    which must sit below the rule's own); the rule's checks still guard what the fast tier answers."""
+    With a learned `policy`, a `learned` rule before `trivial` serves it to the features whose
+    outcomes trained it (`POLICY_FEATURES`: a route's policy is learned from that route's traffic;
+    headlines, FAQ and enrichment keep the rules). Its tier is the heavy one and the policy sends
+    the requests it trusts the fast tier with there (the router downgrades to a policy's cheap
+    tier, which must sit below the rule's own); a policy with an answer stage (a cascade) takes the
+    peer's consistency sample and escalates what it scores below its threshold, and the rule's
+    checks still guard what the fast tier answers."""
     config = localstack.local_config(emulator_url, ledger_url)
     config["deployments"] = {
         "gpt-4o": {"provider": "openai", "model": "gpt-4o", "tier": "heavy"},
@@ -69,14 +76,17 @@ def gateway_config(emulator_url: str, ledger_url: str, policy: Path | None = Non
             {"name": "reasoning", "when": {"request_type": "reasoning"}, "tier": "heavy"},
             {"name": "code", "when": {"request_type": "code"}, "tier": "heavy"},
             {"name": "agents", "when": {"tools": True}, "tier": "heavy"},
-            {"name": POLICY_RULE, "when": {"request_type": list(TRIVIAL_TYPES)},
+            {"name": "trivial", "when": {"request_type": list(TRIVIAL_TYPES)},
              "tier": "fast", "checks": ["empty", "refusal", "truncated", "consistency"], "escalate_to": "heavy"},
         ],
         "escalation": {"checks": ["empty", "refusal", "truncated"], "max_steps": 1},
     }
     if policy is not None:
-        rule = next(r for r in config["routing"]["rules"] if r["name"] == POLICY_RULE)
-        rule.update({"tier": "heavy", "policy": str(policy)})
+        rules = config["routing"]["rules"]
+        rules.insert(next(i for i, r in enumerate(rules) if r["name"] == "trivial"), {
+            "name": POLICY_RULE, "when": {"feature": list(POLICY_FEATURES), "request_type": list(TRIVIAL_TYPES)},
+            "tier": "heavy", "policy": str(policy), "checks": ["empty", "refusal", "truncated", "consistency"],
+            "escalate_to": "heavy"})
     config["levers"] = {"prompt_cache": {"enabled": True}, "exact_cache": {"enabled": True},
                         "semantic_cache": {"enabled": True}}
     config["routes"] = [
@@ -95,7 +105,7 @@ FAST_SERVES_FIRST = "llama-3.1-8b-instant"  # the fast tier's cheapest deploymen
 
 def train_learned_policy(workdir: Path, *, target: float, seed: int = 0,
                          root: Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """A policy for the `trivial` rule, from the train side of the split only: the RouterBench train
+    """A policy for the `learned` rule, from the train side of the split only: the RouterBench train
     rows (none of the mix's prompts) that the gateway types as the rule's request types, the cheap
     model being the one the fast tier serves first and the strong one the frontier's recording.
     The same code as `thrifty train router --data DATA --config CONFIG --out POLICY --target T`;
@@ -114,10 +124,13 @@ def train_learned_policy(workdir: Path, *, target: float, seed: int = 0,
                           trained_on={"data": str(data_path), "config": str(config_path), "holdout": 0.0,
                                       "seed": seed, "held_out_rows": 0})
     policy.save(str(out))
-    chosen = next((g for g in policy.grid if g["threshold"] == policy.threshold), None)
+    stage = policy.answer  # the cascade's answer stage (the rows recorded the cheap models' answers)
+    grid, threshold = (stage.grid, stage.threshold) if stage is not None else (policy.grid, policy.threshold)
+    chosen = next((g for g in grid if g["threshold"] == threshold), None)
     return out, {"trained": True, "rows": policy.trained_on["rows"], "target": target,
                  "cheap_model": policy.cheap_model, "strong_model": policy.strong_model,
-                 "positive_share": round(policy.trained_on["positive_share"], 4), "threshold": policy.threshold,
+                 "cascade": stage is not None, "peer_model": stage.peer_model if stage is not None else None,
+                 "positive_share": round(policy.trained_on["positive_share"], 4), "threshold": threshold,
                  "expected_on_train": chosen}
 
 
@@ -125,8 +138,11 @@ def describe_policy(path: Path) -> dict[str, Any]:
     from thrifty.routing.learned import load_policy
 
     policy = load_policy(path)
-    return {"trained": False, "file": str(path), "threshold": policy.threshold, "cheap_model": policy.cheap_model,
-            "strong_model": policy.strong_model, "rows": policy.trained_on.get("rows")}
+    stage = policy.answer
+    return {"trained": False, "file": str(path),
+            "threshold": stage.threshold if stage is not None else policy.threshold,
+            "cheap_model": policy.cheap_model, "strong_model": policy.strong_model,
+            "peer_model": stage.peer_model if stage is not None else None, "rows": policy.trained_on.get("rows")}
 
 def call_cost(prices: Any, usage: dict[str, Any] | None) -> Decimal:
     """One direct answer's cost on the frontier model, priced from its usage."""
