@@ -13,10 +13,10 @@ from types import SimpleNamespace
 
 import openai
 import pytest
-import yaml
 
 from tests.conftest import start_stack
 from tests.ledger_util import wait_rows
+from tests.routing.test_learned_router import write
 from thrifty.cli import eval_router, train_router
 from thrifty.contract import Answer, Call
 from thrifty.contract.usage import Usage
@@ -58,15 +58,6 @@ def rows(n: int = 60) -> list[dict]:
             "small-b": {"score": 1.0, "cost_usd": COSTS["small-b"], "answer": "B"},
             "big": {"score": 1.0, "cost_usd": COSTS["big"], "answer": "B"}}})
     return out
-
-
-def write(tmp_path, name: str, content) -> str:
-    path = tmp_path / name
-    if name.endswith(".jsonl"):
-        path.write_text("".join(json.dumps(r) + "\n" for r in content))
-    else:
-        path.write_text(yaml.safe_dump(content))
-    return str(path)
 
 
 @pytest.fixture
