@@ -235,6 +235,8 @@ def test_learned_policy_is_served_to_the_features_it_was_trained_on(tmp_path, mo
     # wrong Winogrande answer: a cascade would escalate them after two cheap calls, so training
     # serves the prompt-only policy (the easy kind to the fast tier, the hard kind to the frontier).
     assert json.loads(path.read_text()).get("answer") is None
+    described = e2e.describe_policy(path)  # what --policy FILE reports says the same of it
+    assert not described["cascade"] and not info["cascade"] and described["threshold"] == info["threshold"]
     for prompt, feature, tier in ((easy, "arc-challenge", "fast"), (hard, "winogrande", "heavy")):
         decided = router.decide(features_from_prompt(prompt, headers={"x-thrifty-feature": feature}), e2e_mix.FRONTIER)
         assert decided.tier == tier and decided.answer_stage is None

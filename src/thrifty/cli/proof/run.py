@@ -124,25 +124,26 @@ def train_learned_policy(workdir: Path, *, target: float, seed: int = 0,
                           trained_on={"data": str(data_path), "config": str(config_path), "holdout": 0.0,
                                       "seed": seed, "held_out_rows": 0})
     policy.save(str(out))
-    stage = policy.answer  # the cascade's answer stage (the rows recorded the cheap models' answers)
-    grid, threshold = (stage.grid, stage.threshold) if stage is not None else (policy.grid, policy.threshold)
-    chosen = next((g for g in grid if g["threshold"] == threshold), None)
-    return out, {"trained": True, "rows": policy.trained_on["rows"], "target": target,
-                 "cheap_model": policy.cheap_model, "strong_model": policy.strong_model,
-                 "cascade": stage is not None, "peer_model": stage.peer_model if stage is not None else None,
-                 "positive_share": round(policy.trained_on["positive_share"], 4), "threshold": threshold,
-                 "expected_on_train": chosen}
+    return out, {"trained": True, "rows": policy.trained_on["rows"], "target": target, **_summary(policy),
+                 "positive_share": round(policy.trained_on["positive_share"], 4)}
 
 
 def describe_policy(path: Path) -> dict[str, Any]:
     from thrifty.routing.learned import load_policy
 
     policy = load_policy(path)
+    return {"trained": False, "file": str(path), "rows": policy.trained_on.get("rows"), **_summary(policy)}
+
+
+def _summary(policy: Any) -> dict[str, Any]:
+    """What the report says of a policy: its models, whether it is a cascade (an answer stage over
+    the cheap answer and the peer's) and the threshold that decides, with what it expects there
+    (out of fold on its training rows)."""
     stage = policy.answer
-    return {"trained": False, "file": str(path),
-            "threshold": stage.threshold if stage is not None else policy.threshold,
-            "cheap_model": policy.cheap_model, "strong_model": policy.strong_model,
-            "peer_model": stage.peer_model if stage is not None else None, "rows": policy.trained_on.get("rows")}
+    grid, threshold = (stage.grid, stage.threshold) if stage is not None else (policy.grid, policy.threshold)
+    return {"cheap_model": policy.cheap_model, "strong_model": policy.strong_model, "cascade": stage is not None,
+            "peer_model": stage.peer_model if stage is not None else None, "threshold": threshold,
+            "expected_on_train": next((g for g in grid if g["threshold"] == threshold), None)}
 
 def call_cost(prices: Any, usage: dict[str, Any] | None) -> Decimal:
     """One direct answer's cost on the frontier model, priced from its usage."""
